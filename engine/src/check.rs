@@ -1,0 +1,1 @@
+//! Checking: syntax tree to the checked program.

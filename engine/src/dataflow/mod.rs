@@ -1,0 +1,1 @@
+//! Incremental evaluation on differential dataflow.
