@@ -15,6 +15,47 @@
 //!   right;
 //! - strata are listed in evaluation order; negated and aggregated relations always belong to an
 //!   earlier stratum than the rule that reads them.
+//!
+//! # Semantics of expressions and literals
+//!
+//! Both evaluators implement exactly this; it follows Soufflé wherever Soufflé defines it.
+//!
+//! - `number` arithmetic is on `i64` and wraps on overflow; `unsigned` on `u64`, wrapping;
+//!   `float` is IEEE `f64`. `/` and `%` on integers truncate toward zero; an integer division or
+//!   remainder by zero fails the binding (the rule derives nothing for it). `^` on integers is
+//!   exponentiation by squaring, wrapping; a negative exponent gives `1` for a base of `1`, `±1`
+//!   for a base of `-1`, and `0` otherwise (the truncation of the real result). On floats, `^` is
+//!   `powf` and `%` is the IEEE remainder of Rust's `%`.
+//! - `band bor bxor bnot` act on the 64 bits; `bshl bshr bshru` shift by the right operand
+//!   modulo 64; `bshr` is arithmetic on `number` and logical on `unsigned`; `bshru` is always
+//!   logical. `land lor lxor` treat non-zero as true and give `1` or `0` in the operands' type;
+//!   `lnot x` gives `1` if `x` is zero, else `0`. Unary `-` wraps (on `unsigned` it is the
+//!   two's complement).
+//! - Comparisons are on the operands' type; symbols compare by their bytes. `=` and `!=` on
+//!   floats compare as numbers.
+//! - `max(a, b, ...)` and `min(a, b, ...)` compare like the comparisons; `abs` wraps on
+//!   `i64::MIN` and is the identity on `unsigned`.
+//! - `cat(a, b, ...)` concatenates symbols. `strlen(s)` is the length in bytes, as a `number`.
+//!   `substr(s, i, n)` takes `n` bytes from byte `i` (fewer if `s` ends first; all the rest if
+//!   `n < 0`); if `i < 0` or `i > strlen(s)` the result is the empty symbol, as in Soufflé. Byte
+//!   ranges that split a UTF-8 character are decoded lossily.
+//! - `ord(s)` is the symbol's id as a `number`.
+//! - `to_number`, `to_unsigned`, `to_float` convert from any type: integers by two's-complement
+//!   cast, floats toward zero with saturation, symbols by parsing (decimal, `0x`, `0b`; a symbol
+//!   that does not parse fails the binding). `to_string` prints numbers in decimal and floats
+//!   with six decimals (`2.500000`, as C++'s `std::to_string`).
+//! - `range(a, b)` binds each of `a, a+1, ..., b-1` when `a <= b`, and `a, a-1, ..., b+1` when
+//!   `a > b`; `range(a, b, s)` steps by `s` (nothing when `s` is zero or points away from `b`).
+//!   Floats step the same way.
+//! - `contains(needle, haystack)` holds when `needle` is a substring of `haystack`;
+//!   `match(pattern, text)` when the regular expression matches the whole text (an invalid
+//!   pattern matches nothing).
+//! - Aggregates range over the distinct bindings of `injected + locals` that satisfy the body,
+//!   for each binding of the injected variables. `count` is a `number`; `sum` is in the target's
+//!   type, wrapping; `mean` is a `float` (the sum as a float divided by the count); `min` and
+//!   `max` are in the target's type. Over no bindings `count` and `sum` are `0` and `min`,
+//!   `max` and `mean` bind nothing.
+//! - Relations are sets: a tuple is there or not, however many derivations it has.
 
 use crate::diag::{SourceMap, Span};
 use crate::syntax::ast::{AggregateKind, BinaryOp, CompareOp, UnaryOp};

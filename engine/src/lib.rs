@@ -19,3 +19,52 @@ pub mod ir;
 pub mod reference;
 pub mod syntax;
 pub mod value;
+
+use diag::{Diagnostic, SourceMap};
+use std::fmt;
+use std::path::Path;
+
+/// The problems that stopped a program from loading, with the sources to render them.
+#[derive(Clone, Debug)]
+pub struct Diagnostics {
+    pub sources: SourceMap,
+    pub list: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.sources.render_all(&self.list))
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Parses and checks the program in the file at `path` (and the files it includes).
+pub fn compile_file(path: &Path) -> Result<ir::Program, Diagnostics> {
+    let mut sources = SourceMap::new();
+    let (ast, mut diagnostics) = syntax::parse_file(&mut sources, path);
+    finish(ast, sources, &mut diagnostics)
+}
+
+/// Parses and checks program text; `name` is used in locations.
+pub fn compile_source(name: &str, text: &str) -> Result<ir::Program, Diagnostics> {
+    let mut sources = SourceMap::new();
+    let (ast, mut diagnostics) = syntax::parse_source(&mut sources, name, text, None);
+    finish(ast, sources, &mut diagnostics)
+}
+
+fn finish(
+    ast: syntax::ast::Program,
+    sources: SourceMap,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Result<ir::Program, Diagnostics> {
+    let (program, check_diagnostics) = check::check(&ast, sources.clone());
+    diagnostics.extend(check_diagnostics);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(Diagnostics {
+            sources,
+            list: std::mem::take(diagnostics),
+        });
+    }
+    Ok(program)
+}
