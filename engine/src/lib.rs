@@ -15,6 +15,8 @@
 pub mod check;
 pub mod dataflow;
 pub mod diag;
+mod engine;
+pub mod io;
 pub mod ir;
 pub mod reference;
 pub mod syntax;
@@ -68,3 +70,6 @@ fn finish(
     }
     Ok(program)
 }
+
+pub use engine::{ChangeSet, Engine, EngineError, Options, RelationChanges, Transaction, Tuple};
+pub use value::{Type, Value};

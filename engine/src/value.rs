@@ -168,8 +168,9 @@ impl fmt::Display for Value {
     }
 }
 
-/// Formats a float as C's `%g` with six significant digits, which is what Soufflé's output
-/// (a C++ stream with default settings) prints.
+/// Formats a float as C's `%.17g`, which is what Soufflé's outputs print (a C++ stream with
+/// `std::setprecision(max_digits10)`): every float reads back as itself, and round values
+/// print short (`2.5`, `1`).
 pub fn format_float(value: f64) -> String {
     if value.is_nan() {
         return "nan".to_string();
@@ -180,7 +181,7 @@ pub fn format_float(value: f64) -> String {
     if value == 0.0 {
         return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
     }
-    const PRECISION: i32 = 6;
+    const PRECISION: i32 = 17;
     // The exponent of the value once rounded to PRECISION significant digits.
     let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
@@ -286,6 +287,28 @@ impl Interner {
         }
     }
 
+    /// Records a string under an id another process gave it (the same hash).
+    pub fn adopt(&self, id: u64, text: &str) {
+        let mut table = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        table.strings.entry(id).or_insert_with(|| Arc::from(text));
+    }
+
+    /// Every interned string with its id.
+    pub fn entries(&self) -> Vec<(u64, Arc<str>)> {
+        let table = self
+            .inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        table
+            .strings
+            .iter()
+            .map(|(id, text)| (*id, text.clone()))
+            .collect()
+    }
+
     /// The string of an id. An id this process never interned resolves to a placeholder that
     /// names it; that only happens if a word that is not a symbol is decoded as one.
     pub fn resolve(&self, id: u64) -> Arc<str> {
@@ -332,13 +355,14 @@ mod tests {
     fn floats_print_like_souffle() {
         assert_eq!(format_float(2.5), "2.5");
         assert_eq!(format_float(1.0), "1");
-        assert_eq!(format_float(1.0 / 3.0), "0.333333");
-        assert_eq!(format_float(123456789.0), "1.23457e+08");
+        assert_eq!(format_float(1.0 / 3.0), "0.33333333333333331");
+        assert_eq!(format_float(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(format_float(123456789.0), "123456789");
         assert_eq!(format_float(0.0001), "0.0001");
-        assert_eq!(format_float(0.00001), "1e-05");
+        assert_eq!(format_float(0.00001), "1.0000000000000001e-05");
         assert_eq!(format_float(-7.25), "-7.25");
-        assert_eq!(format_float(100000.0), "100000");
-        assert_eq!(format_float(1000000.0), "1e+06");
+        assert_eq!(format_float(1e17), "1e+17");
+        assert_eq!(format_float(1e16), "10000000000000000");
     }
 
     #[test]

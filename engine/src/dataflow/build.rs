@@ -1,0 +1,553 @@
+//! Construction of the differential dataflow of a planned program.
+//!
+//! Strata are built in order. A non-recursive stratum is one relation: the union of its input
+//! and of its rules' pipelines, made distinct. A recursive stratum is built inside an iterative
+//! scope, with one [`Variable`] per relation, so that mutual recursion works; the relations of
+//! earlier strata enter that scope, and so do their arrangements, which are built once in the
+//! outer scope and shared by every rule that joins with the same relation on the same columns.
+//!
+//! The rule pipelines are built by code generic over the scope's timestamp, so that the same
+//! code serves the outer scope (`u64`, one step per transaction) and iterative scopes
+//! (`Product<u64, u64>`).
+
+use super::eval::Evaluator;
+use super::plan::{AggregatePlan, Pipeline, Plan, Start, Step};
+use super::row::{Row, RowBuilder};
+use crate::ir::{self, RelationId};
+use crate::syntax::ast::AggregateKind;
+use crate::value::{Interner, Type, Word};
+use differential_dataflow::VecCollection;
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::operators::iterate::Variable;
+use differential_dataflow::trace::implementations::ValSpine;
+use differential_dataflow::trace::wrappers::enter::TraceEnter;
+use std::collections::HashMap;
+use timely::dataflow::Scope;
+use timely::order::Product;
+use timely::progress::Timestamp;
+use timely::progress::timestamp::Refines;
+
+/// The logical time of the outer scope: one step per transaction.
+pub type Time = u64;
+
+type Spine<R, T> = ValSpine<R, R, T, isize>;
+type Agent<R, T> = TraceAgent<Spine<R, T>>;
+
+/// A relation arranged by some of its columns: the key is those columns, the value the tuple.
+enum Arrangement<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
+    /// Built in this scope.
+    Local(Arranged<'s, Agent<R, T>>),
+    /// Built in the outer scope and brought into this one.
+    Entered(Arranged<'s, TraceEnter<Agent<R, Time>, T>>),
+}
+
+impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Clone for Arrangement<'s, R, T> {
+    fn clone(&self) -> Self {
+        match self {
+            Arrangement::Local(a) => Arrangement::Local(a.clone()),
+            Arrangement::Entered(a) => Arrangement::Entered(a.clone()),
+        }
+    }
+}
+
+/// What the rules of one scope can read.
+struct Env<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
+    /// One empty row.
+    unit: VecCollection<'s, T, R>,
+    relations: HashMap<RelationId, VecCollection<'s, T, R>>,
+    arrangements: HashMap<(RelationId, Vec<usize>), Arrangement<'s, R, T>>,
+    /// Distinct projections of relations, for negation.
+    projections: HashMap<(RelationId, Vec<usize>), VecCollection<'s, T, R>>,
+}
+
+impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
+    fn new(unit: VecCollection<'s, T, R>) -> Self {
+        Env {
+            unit,
+            relations: HashMap::new(),
+            arrangements: HashMap::new(),
+            projections: HashMap::new(),
+        }
+    }
+
+    fn relation(&self, relation: RelationId) -> VecCollection<'s, T, R> {
+        self.relations
+            .get(&relation)
+            .cloned()
+            .unwrap_or_else(|| panic!("relation {relation} is read before its stratum is built"))
+    }
+
+    fn arrangement(&mut self, relation: RelationId, columns: &[usize]) -> Arrangement<'s, R, T> {
+        let key = (relation, columns.to_vec());
+        if let Some(arrangement) = self.arrangements.get(&key) {
+            return arrangement.clone();
+        }
+        let columns = columns.to_vec();
+        let arranged = self
+            .relation(relation)
+            .map(move |tuple: R| (tuple.project(&columns), tuple))
+            .arrange_by_key();
+        let arrangement = Arrangement::Local(arranged);
+        self.arrangements.insert(key, arrangement.clone());
+        arrangement
+    }
+
+    fn projection(&mut self, relation: RelationId, columns: &[usize]) -> VecCollection<'s, T, R> {
+        let key = (relation, columns.to_vec());
+        if let Some(projection) = self.projections.get(&key) {
+            return projection.clone();
+        }
+        let columns = columns.to_vec();
+        let projection = self
+            .relation(relation)
+            .map(move |tuple: R| tuple.project(&columns))
+            .distinct();
+        self.projections.insert(key, projection.clone());
+        projection
+    }
+}
+
+/// Builds the dataflow of `program` in `scope`. `inputs[r]` is the input collection of each
+/// writable relation, `unit` holds one empty row. Returns each relation's collection.
+pub fn build<'s, R: Row>(
+    scope: Scope<'s, Time>,
+    program: &ir::Program,
+    plan: &Plan,
+    interner: &Interner,
+    inputs: &HashMap<RelationId, VecCollection<'s, Time, R>>,
+    unit: VecCollection<'s, Time, R>,
+) -> Vec<VecCollection<'s, Time, R>> {
+    let mut env: Env<'s, R, Time> = Env::new(unit);
+    for stratum in &program.strata {
+        let rules: Vec<_> = plan
+            .rules
+            .iter()
+            .filter(|rule| stratum.relations.contains(&rule.head))
+            .collect();
+        if !stratum.recursive {
+            let relation = stratum.relations[0];
+            let mut parts: Vec<VecCollection<'s, Time, R>> =
+                inputs.get(&relation).cloned().into_iter().collect();
+            for rule in &rules {
+                parts.push(build_rule(rule, &mut env, interner));
+            }
+            let collection = if rules.is_empty() {
+                parts
+                    .pop()
+                    .unwrap_or_else(|| env.unit.clone().filter(|_| false))
+            } else {
+                differential_dataflow::collection::concatenate(scope, parts).distinct()
+            };
+            env.relations.insert(relation, collection);
+            continue;
+        }
+
+        // Arrange, in the outer scope, what the stratum reads from earlier strata.
+        let mut joins = Vec::new();
+        let mut negations = Vec::new();
+        let mut scans = Vec::new();
+        for rule in &rules {
+            needs(&rule.pipeline, &mut joins, &mut negations, &mut scans);
+        }
+        let lower = |relation: &RelationId| !stratum.relations.contains(relation);
+        let outer_arrangements: Vec<_> = joins
+            .iter()
+            .filter(|(relation, _)| lower(relation))
+            .map(|(relation, columns)| {
+                let Arrangement::Local(arranged) = env.arrangement(*relation, columns) else {
+                    unreachable!("the outer scope builds its own arrangements")
+                };
+                ((*relation, columns.clone()), arranged)
+            })
+            .collect();
+        let outer_projections: Vec<_> = negations
+            .iter()
+            .filter(|(relation, _)| lower(relation))
+            .map(|(relation, columns)| {
+                (
+                    (*relation, columns.clone()),
+                    env.projection(*relation, columns),
+                )
+            })
+            .collect();
+        let outer_relations: Vec<_> = scans
+            .iter()
+            .chain(joins.iter().map(|(relation, _)| relation))
+            .filter(|relation| lower(relation))
+            .map(|relation| (*relation, env.relation(*relation)))
+            .collect();
+        let outer_unit = env.unit.clone();
+
+        let results = scope.iterative::<u64, _, _>(|inner| {
+            let mut inner_env: Env<'_, R, Product<Time, u64>> = Env::new(outer_unit.enter(inner));
+            for (relation, collection) in outer_relations {
+                inner_env
+                    .relations
+                    .insert(relation, collection.enter(inner));
+            }
+            for (key, arranged) in outer_arrangements {
+                inner_env
+                    .arrangements
+                    .insert(key, Arrangement::Entered(arranged.enter(inner)));
+            }
+            for (key, projection) in outer_projections {
+                inner_env.projections.insert(key, projection.enter(inner));
+            }
+            let mut variables = Vec::new();
+            for &relation in &stratum.relations {
+                let (variable, collection) =
+                    Variable::new(inner, Product::new(Default::default(), 1));
+                inner_env.relations.insert(relation, collection);
+                variables.push((relation, variable));
+            }
+            let mut results = Vec::new();
+            for (relation, variable) in variables {
+                let mut parts: Vec<_> = inputs
+                    .get(&relation)
+                    .cloned()
+                    .map(|input| input.enter(inner))
+                    .into_iter()
+                    .collect();
+                for rule in rules.iter().filter(|rule| rule.head == relation) {
+                    parts.push(build_rule(rule, &mut inner_env, interner));
+                }
+                let collection =
+                    differential_dataflow::collection::concatenate(inner, parts).distinct();
+                variable.set(collection.clone());
+                results.push((relation, collection.leave(scope)));
+            }
+            results
+        });
+        for (relation, collection) in results {
+            env.relations.insert(relation, collection);
+        }
+    }
+    (0..program.relations.len())
+        .map(|relation| env.relation(relation))
+        .collect()
+}
+
+/// Collects what a pipeline reads: joined (relation, columns), negated (relation, columns),
+/// and scanned relations.
+fn needs(
+    pipeline: &Pipeline,
+    joins: &mut Vec<(RelationId, Vec<usize>)>,
+    negations: &mut Vec<(RelationId, Vec<usize>)>,
+    scans: &mut Vec<RelationId>,
+) {
+    if let Start::Scan { relation, .. } = &pipeline.start {
+        scans.push(*relation);
+    }
+    for step in &pipeline.steps {
+        match step {
+            Step::Join {
+                relation, columns, ..
+            } => joins.push((*relation, columns.clone())),
+            Step::Antijoin {
+                relation, columns, ..
+            } => negations.push((*relation, columns.clone())),
+            Step::Aggregate(aggregate) => needs(&aggregate.body, joins, negations, scans),
+            _ => {}
+        }
+    }
+}
+
+fn build_rule<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
+    rule: &super::plan::RulePlan,
+    env: &mut Env<'s, R, T>,
+    interner: &Interner,
+) -> VecCollection<'s, T, R> {
+    let rows = build_pipeline(&rule.pipeline, env, interner, None);
+    let head = rule.head_args.clone();
+    let evaluator = Evaluator::new(interner.clone());
+    rows.flat_map(move |row: R| {
+        let mut builder = RowBuilder::new();
+        for arg in &head {
+            builder.push(evaluator.eval(arg, row.words())?);
+        }
+        Some(builder.build::<R>())
+    })
+}
+
+fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
+    pipeline: &Pipeline,
+    env: &mut Env<'s, R, T>,
+    interner: &Interner,
+    outer: Option<VecCollection<'s, T, R>>,
+) -> VecCollection<'s, T, R> {
+    let mut rows = match &pipeline.start {
+        Start::Unit => env.unit.clone(),
+        Start::Outer => outer.expect("an aggregate body starts from its injected bindings"),
+        Start::Scan {
+            relation,
+            columns,
+            identity,
+        } => {
+            let columns = columns.clone();
+            if *identity {
+                // Every column, in order: the tuples are the rows.
+                env.relation(*relation)
+            } else {
+                env.relation(*relation)
+                    .map(move |tuple: R| tuple.project(&columns))
+            }
+        }
+    };
+    for step in &pipeline.steps {
+        rows = match step {
+            Step::Join {
+                relation,
+                row_key,
+                columns,
+                keep,
+                take,
+            } => {
+                let arrangement = env.arrangement(*relation, columns);
+                let row_key = row_key.clone();
+                let keyed = rows.map(move |row: R| (row.project(&row_key), row));
+                let (keep, take) = (keep.clone(), take.clone());
+                let combine = move |_key: &R, row: &R, tuple: &R| {
+                    let mut builder = RowBuilder::new();
+                    for &position in &keep {
+                        builder.push(row.get(position));
+                    }
+                    for &column in &take {
+                        builder.push(tuple.get(column));
+                    }
+                    Some(builder.build::<R>())
+                };
+                match arrangement {
+                    Arrangement::Local(arranged) => keyed.join_core(arranged, combine),
+                    Arrangement::Entered(arranged) => keyed.join_core(arranged, combine),
+                }
+            }
+            Step::Antijoin {
+                relation,
+                row_key,
+                columns,
+            } => {
+                let projection = env.projection(*relation, columns);
+                let row_key = row_key.clone();
+                rows.map(move |row: R| (row.project(&row_key), row))
+                    .antijoin(projection)
+                    .map(|(_, row)| row)
+            }
+            Step::Filter(condition) => {
+                let condition = condition.clone();
+                let mut evaluator = Evaluator::new(interner.clone());
+                rows.filter(move |row: &R| evaluator.holds(&condition, row.words()))
+            }
+            Step::Assign { at, expr } => {
+                let (at, expr) = (*at, expr.clone());
+                let evaluator = Evaluator::new(interner.clone());
+                rows.flat_map(move |row: R| {
+                    evaluator
+                        .eval(&expr, row.words())
+                        .map(|word| row.with(at, word))
+                })
+            }
+            Step::Range {
+                at,
+                ty,
+                from,
+                to,
+                step,
+            } => {
+                let (at, ty) = (*at, *ty);
+                let (from, to, step) = (from.clone(), to.clone(), step.clone());
+                let evaluator = Evaluator::new(interner.clone());
+                rows.flat_map(move |row: R| {
+                    let words = row.words();
+                    let values = match (evaluator.eval(&from, words), evaluator.eval(&to, words)) {
+                        (Some(from), Some(to)) => {
+                            let step = match &step {
+                                Some(step) => evaluator.eval(step, words),
+                                None => Some(default_step(ty, from, to)),
+                            };
+                            step.map(|step| range_values(ty, from, to, step))
+                                .unwrap_or_default()
+                        }
+                        _ => Vec::new(),
+                    };
+                    values.into_iter().map(move |word| row.with(at, word))
+                })
+            }
+            Step::Project(keep) => {
+                let keep = keep.clone();
+                rows.map(move |row: R| row.project(&keep))
+            }
+            Step::Aggregate(aggregate) => build_aggregate(aggregate, rows, env, interner),
+        };
+    }
+    rows
+}
+
+fn build_aggregate<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
+    aggregate: &AggregatePlan,
+    rows: VecCollection<'s, T, R>,
+    env: &mut Env<'s, R, T>,
+    interner: &Interner,
+) -> VecCollection<'s, T, R> {
+    let keys = aggregate.keys.clone();
+    let groups = {
+        let keys = keys.clone();
+        rows.clone()
+            .map(move |row: R| row.project(&keys))
+            .distinct()
+    };
+    let body = build_pipeline(&aggregate.body, env, interner, Some(groups.clone()));
+    // Each binding of the body becomes (group, [1, target, locals...]).
+    let (body_keys, body_locals, target) = (
+        aggregate.body_keys.clone(),
+        aggregate.body_locals.clone(),
+        aggregate.target.clone(),
+    );
+    let evaluator = Evaluator::new(interner.clone());
+    let mut values = body.flat_map(move |row: R| {
+        let words = row.words();
+        let mut value = RowBuilder::new();
+        value.push(1);
+        value.push(match &target {
+            Some(target) => evaluator.eval(target, words)?,
+            None => 0,
+        });
+        for &position in &body_locals {
+            value.push(row.get(position));
+        }
+        Some((row.project(&body_keys), value.build::<R>()))
+    });
+    if matches!(aggregate.kind, AggregateKind::Count | AggregateKind::Sum) {
+        // An all-zero value marks that the group exists, so that it counts or sums to zero
+        // when its body has no binding.
+        values = values.concat(groups.map(|group: R| (group, R::default())));
+    }
+    let (kind, ty, target_ty) = (aggregate.kind, aggregate.ty, aggregate.target_ty);
+    let evaluator = Evaluator::new(interner.clone());
+    let results = values.reduce(
+        move |_group: &R, bindings: &[(&R, isize)], output: &mut Vec<(R, isize)>| {
+            let present = bindings
+                .iter()
+                .filter(|(value, count)| *count > 0 && value.get(0) == 1);
+            if let Some(word) = reduce_words(
+                kind,
+                ty,
+                target_ty,
+                present.map(|(value, _)| value.get(1)),
+                &evaluator,
+            ) {
+                output.push((R::from_words(&[word]), 1));
+            }
+        },
+    );
+    let at = aggregate.at;
+    rows.map(move |row: R| (row.project(&keys), row)).join_core(
+        results.arrange_by_key(),
+        move |_group: &R, row: &R, result: &R| Some(row.with(at, result.get(0))),
+    )
+}
+
+/// Aggregates the target words of one group's bindings.
+fn reduce_words(
+    kind: AggregateKind,
+    ty: Type,
+    target_ty: Type,
+    words: impl Iterator<Item = Word>,
+    evaluator: &Evaluator,
+) -> Option<Word> {
+    match kind {
+        AggregateKind::Count => Some(words.count() as Word),
+        AggregateKind::Sum => Some(match ty {
+            Type::Float => words.map(f64::from_bits).sum::<f64>().to_bits(),
+            _ => words.fold(0 as Word, Word::wrapping_add),
+        }),
+        AggregateKind::Mean => {
+            let (mut sum, mut count) = (0.0f64, 0usize);
+            for word in words {
+                sum += to_f64(target_ty, word);
+                count += 1;
+            }
+            (count > 0).then(|| (sum / count as f64).to_bits())
+        }
+        AggregateKind::Min | AggregateKind::Max => words.reduce(|best, word| {
+            let ordering = evaluator.compare(ty, word, best);
+            let better = match kind {
+                AggregateKind::Min => ordering == Some(std::cmp::Ordering::Less),
+                _ => ordering == Some(std::cmp::Ordering::Greater),
+            };
+            if better { word } else { best }
+        }),
+    }
+}
+
+fn to_f64(ty: Type, word: Word) -> f64 {
+    match ty {
+        Type::Number => word as i64 as f64,
+        Type::Unsigned => word as f64,
+        _ => f64::from_bits(word),
+    }
+}
+
+/// `range(a, b)` counts up or down toward `b`.
+fn default_step(ty: Type, from: Word, to: Word) -> Word {
+    let down = match ty {
+        Type::Number => (from as i64) > (to as i64),
+        Type::Unsigned => from > to,
+        _ => f64::from_bits(from) > f64::from_bits(to),
+    };
+    match (ty, down) {
+        (Type::Float, false) => 1.0f64.to_bits(),
+        (Type::Float, true) => (-1.0f64).to_bits(),
+        (_, false) => 1,
+        (_, true) => (-1i64) as u64,
+    }
+}
+
+/// The values of `range(from, to, step)`: from toward `to`, excluding it; nothing when the
+/// step is zero or points away from `to`.
+pub fn range_values(ty: Type, from: Word, to: Word, step: Word) -> Vec<Word> {
+    let mut values = Vec::new();
+    match ty {
+        Type::Number | Type::Symbol => {
+            let (mut current, to, step) = (from as i64, to as i64, step as i64);
+            while (step > 0 && current < to) || (step < 0 && current > to) {
+                values.push(current as u64);
+                match current.checked_add(step) {
+                    Some(next) => current = next,
+                    None => break,
+                }
+            }
+        }
+        Type::Unsigned => {
+            // An unsigned step cannot point down, except for a descending default step, which
+            // arrives as the two's complement of 1.
+            let (mut current, down) = (from, step == u64::MAX);
+            if step == 0 {
+                return values;
+            }
+            while (!down && current < to) || (down && current > to) {
+                values.push(current);
+                current = if down {
+                    current - 1
+                } else {
+                    match current.checked_add(step) {
+                        Some(next) => next,
+                        None => break,
+                    }
+                };
+            }
+        }
+        Type::Float => {
+            let (mut current, to, step) = (
+                f64::from_bits(from),
+                f64::from_bits(to),
+                f64::from_bits(step),
+            );
+            while (step > 0.0 && current < to) || (step < 0.0 && current > to) {
+                values.push(current.to_bits());
+                current += step;
+            }
+        }
+    }
+    values
+}

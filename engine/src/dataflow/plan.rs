@@ -1,0 +1,593 @@
+//! Planning: each checked rule as a pipeline of dataflow steps over row positions.
+//!
+//! A rule body is evaluated left to right (the checker ordered it). The planner follows that
+//! order and tracks the *layout* of the intermediate rows: which variable sits at which
+//! position. Each literal becomes a step:
+//!
+//! - the first positive atom is a scan of its relation; later positive atoms are joins, keyed
+//!   on the variables already bound, against an arrangement of the relation by those columns
+//!   (arrangements are shared by every rule that needs the same relation and columns);
+//! - a negated atom is an antijoin against the distinct projection of its relation;
+//! - filters, assignments and ranges are maps over rows;
+//! - an aggregate is a sub-pipeline that starts from the distinct bindings of its injected
+//!   variables, ends in a `reduce` per binding, and is joined back.
+//!
+//! After each step, variables that nothing later reads are projected away, so that rows stay
+//! narrow. That projection can make two intermediate rows equal; the multiplicities that
+//! follow are harmless because every relation is made distinct at the end (aggregates count
+//! distinct bindings and keep all their variables until then).
+//!
+//! The plan has a text form (`Plan::describe`), one line per step.
+
+use super::eval::{self, Compiled, CompiledCondition};
+use crate::ir::{self, RelationId, RuleId, VarId};
+use crate::syntax::ast::AggregateKind;
+use crate::value::{Interner, Type};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+/// The plan of a whole program.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub rules: Vec<RulePlan>,
+    /// The widest row any step makes, in words.
+    pub width: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct RulePlan {
+    pub rule: RuleId,
+    pub head: RelationId,
+    pub pipeline: Pipeline,
+    /// The head tuple, computed from the pipeline's final rows.
+    pub head_args: Vec<Compiled>,
+}
+
+/// A start and a sequence of steps.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pub start: Start,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Start {
+    /// One empty row.
+    Unit,
+    /// The tuples of a relation, projected to `columns` (`identity`: all of them, in order).
+    Scan {
+        relation: RelationId,
+        columns: Vec<usize>,
+        identity: bool,
+    },
+    /// The rows of the enclosing pipeline, projected to these positions and made distinct (the
+    /// start of an aggregate's body).
+    Outer,
+}
+
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Rows whose words at `row_key` equal a tuple's `columns`; the output is the row's `keep`
+    /// positions followed by the tuple's `take` columns.
+    Join {
+        relation: RelationId,
+        row_key: Vec<usize>,
+        columns: Vec<usize>,
+        keep: Vec<usize>,
+        take: Vec<usize>,
+    },
+    /// Rows with no tuple whose `columns` equal the row's `row_key`.
+    Antijoin {
+        relation: RelationId,
+        row_key: Vec<usize>,
+        columns: Vec<usize>,
+    },
+    Filter(CompiledCondition),
+    /// Writes the value of the expression at position `at`, the end of the row (rows where it
+    /// fails are dropped).
+    Assign {
+        at: usize,
+        expr: Compiled,
+    },
+    /// Writes each value of the range at position `at`, the end of the row.
+    Range {
+        at: usize,
+        ty: Type,
+        from: Compiled,
+        to: Compiled,
+        step: Option<Compiled>,
+    },
+    /// Keeps these positions, in this order.
+    Project(Vec<usize>),
+    /// Appends the aggregate's value for the row's `keys` (rows without one are dropped).
+    Aggregate(Box<AggregatePlan>),
+}
+
+#[derive(Clone, Debug)]
+pub struct AggregatePlan {
+    pub kind: AggregateKind,
+    /// The result type.
+    pub ty: Type,
+    /// The target's type (the result type except for `mean`).
+    pub target_ty: Type,
+    /// Positions of the injected variables in the enclosing rows.
+    pub keys: Vec<usize>,
+    /// Where the result is written: the end of the enclosing row.
+    pub at: usize,
+    /// The body, starting from rows of the injected variables (in `keys` order).
+    pub body: Pipeline,
+    /// Positions of the injected variables in the body's final rows.
+    pub body_keys: Vec<usize>,
+    /// Positions of the local variables in the body's final rows.
+    pub body_locals: Vec<usize>,
+    /// The target over the body's final rows.
+    pub target: Option<Compiled>,
+}
+
+/// Plans every rule of a program.
+pub fn plan(program: &ir::Program, interner: &Interner) -> Result<Plan, String> {
+    let mut width = program
+        .relations
+        .iter()
+        .map(ir::Relation::arity)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut rules = Vec::new();
+    for (index, rule) in program.rules.iter().enumerate() {
+        let mut planner = Planner { interner, width: 0 };
+        let head_vars = variables_of_exprs(&rule.head_args);
+        let (pipeline, layout) = planner.pipeline(&rule.body, Vec::new(), false, &head_vars)?;
+        let position = |var: VarId| layout.iter().position(|&v| v == var).unwrap_or(usize::MAX);
+        let head_args = rule
+            .head_args
+            .iter()
+            .map(|arg| eval::compile(arg, &position, interner))
+            .collect::<Result<Vec<_>, _>>()?;
+        width = width.max(planner.width);
+        rules.push(RulePlan {
+            rule: index,
+            head: rule.head,
+            pipeline,
+            head_args,
+        });
+    }
+    Ok(Plan { rules, width })
+}
+
+struct Planner<'a> {
+    interner: &'a Interner,
+    width: usize,
+}
+
+impl Planner<'_> {
+    /// Plans `body`, starting from rows with `layout` (empty: a unit row, unless the first
+    /// literal is an atom; `outer`: the rows of an enclosing pipeline). `live_after` are the
+    /// variables read after the body. Returns the pipeline and its final layout.
+    fn pipeline(
+        &mut self,
+        body: &[ir::Literal],
+        mut layout: Vec<VarId>,
+        outer: bool,
+        live_after: &BTreeSet<VarId>,
+    ) -> Result<(Pipeline, Vec<VarId>), String> {
+        // live[i]: variables read by literals after i, and after the body.
+        let mut live = vec![live_after.clone(); body.len() + 1];
+        for index in (0..body.len()).rev() {
+            let mut set = live[index + 1].clone();
+            reads(&body[index], &mut set);
+            live[index] = set;
+        }
+        let mut steps = Vec::new();
+        let mut rest = body;
+        let mut offset = 0;
+        let start = match (outer, body.first()) {
+            (true, _) => Start::Outer,
+            (false, Some(ir::Literal::Positive(atom))) => {
+                let mut columns = Vec::new();
+                for (column, arg) in atom.args.iter().enumerate() {
+                    if let Some(var) = arg
+                        && live[1].contains(var)
+                    {
+                        columns.push(column);
+                        layout.push(*var);
+                    }
+                }
+                rest = &body[1..];
+                offset = 1;
+                let identity = columns.len() == atom.args.len();
+                Start::Scan {
+                    relation: atom.relation,
+                    columns,
+                    identity,
+                }
+            }
+            (false, _) => Start::Unit,
+        };
+        self.width = self.width.max(layout.len());
+        for (index, literal) in rest.iter().enumerate() {
+            let live_after = &live[offset + index + 1];
+            self.step(literal, &mut layout, &mut steps, live_after)?;
+            // Drop what nothing reads any more.
+            if layout.iter().any(|var| !live_after.contains(var)) {
+                let keep: Vec<usize> = (0..layout.len())
+                    .filter(|&p| live_after.contains(&layout[p]))
+                    .collect();
+                match steps.last_mut() {
+                    // A join can drop columns itself.
+                    Some(Step::Join {
+                        keep: join_keep,
+                        take,
+                        ..
+                    }) if matches!(literal, ir::Literal::Positive(_)) => {
+                        let kept_before = join_keep.len();
+                        let positions: Vec<usize> = keep.clone();
+                        let old_keep = join_keep.clone();
+                        let old_take = take.clone();
+                        *join_keep = positions
+                            .iter()
+                            .filter(|&&p| p < kept_before)
+                            .map(|&p| old_keep[p])
+                            .collect();
+                        *take = positions
+                            .iter()
+                            .filter(|&&p| p >= kept_before)
+                            .map(|&p| old_take[p - kept_before])
+                            .collect();
+                    }
+                    _ => steps.push(Step::Project(keep.clone())),
+                }
+                layout = keep.iter().map(|&p| layout[p]).collect();
+            }
+        }
+        Ok((Pipeline { start, steps }, layout))
+    }
+
+    fn position(layout: &[VarId], var: VarId) -> usize {
+        layout
+            .iter()
+            .position(|&v| v == var)
+            .expect("the checker ordered the body: the variable is bound")
+    }
+
+    fn step(
+        &mut self,
+        literal: &ir::Literal,
+        layout: &mut Vec<VarId>,
+        steps: &mut Vec<Step>,
+        live_after: &BTreeSet<VarId>,
+    ) -> Result<(), String> {
+        let interner = self.interner;
+        match literal {
+            ir::Literal::Positive(atom) => {
+                let mut row_key = Vec::new();
+                let mut columns = Vec::new();
+                let mut take = Vec::new();
+                let mut new_vars = Vec::new();
+                for (column, arg) in atom.args.iter().enumerate() {
+                    let Some(var) = arg else { continue };
+                    match layout.iter().position(|v| v == var) {
+                        Some(position) => {
+                            row_key.push(position);
+                            columns.push(column);
+                        }
+                        None => {
+                            take.push(column);
+                            new_vars.push(*var);
+                        }
+                    }
+                }
+                let keep: Vec<usize> = (0..layout.len()).collect();
+                layout.extend(new_vars);
+                self.width = self.width.max(layout.len());
+                steps.push(Step::Join {
+                    relation: atom.relation,
+                    row_key,
+                    columns,
+                    keep,
+                    take,
+                });
+            }
+            ir::Literal::Negative(atom) => {
+                let mut row_key = Vec::new();
+                let mut columns = Vec::new();
+                for (column, arg) in atom.args.iter().enumerate() {
+                    if let Some(var) = arg {
+                        row_key.push(Self::position(layout, *var));
+                        columns.push(column);
+                    }
+                }
+                steps.push(Step::Antijoin {
+                    relation: atom.relation,
+                    row_key,
+                    columns,
+                });
+            }
+            ir::Literal::Filter(condition) => {
+                let position = |var| Self::position(layout, var);
+                steps.push(Step::Filter(eval::compile_condition(
+                    condition, &position, interner,
+                )?));
+            }
+            ir::Literal::Assign { var, expr, .. } => {
+                let position = |v| Self::position(layout, v);
+                steps.push(Step::Assign {
+                    at: layout.len(),
+                    expr: eval::compile(expr, &position, interner)?,
+                });
+                layout.push(*var);
+            }
+            ir::Literal::Range {
+                var,
+                ty,
+                from,
+                to,
+                step,
+                ..
+            } => {
+                let position = |v| Self::position(layout, v);
+                let from = eval::compile(from, &position, interner)?;
+                let to = eval::compile(to, &position, interner)?;
+                let step = step
+                    .as_ref()
+                    .map(|s| eval::compile(s, &position, interner))
+                    .transpose()?;
+                steps.push(Step::Range {
+                    at: layout.len(),
+                    ty: *ty,
+                    from,
+                    to,
+                    step,
+                });
+                layout.push(*var);
+            }
+            ir::Literal::Aggregate(aggregate) => {
+                let keys: Vec<usize> = aggregate
+                    .injected
+                    .iter()
+                    .map(|&var| Self::position(layout, var))
+                    .collect();
+                let mut body_live: BTreeSet<VarId> = aggregate.injected.iter().copied().collect();
+                body_live.extend(aggregate.locals.iter().copied());
+                if let Some(target) = &aggregate.target {
+                    target.visit_variables(&mut |var| {
+                        body_live.insert(var);
+                    });
+                }
+                let (body, body_layout) = self.pipeline(
+                    &aggregate.body,
+                    aggregate.injected.clone(),
+                    true,
+                    &body_live,
+                )?;
+                let body_position = |var: VarId| Self::position(&body_layout, var);
+                let body_keys: Vec<usize> = aggregate
+                    .injected
+                    .iter()
+                    .map(|&v| body_position(v))
+                    .collect();
+                let body_locals: Vec<usize> =
+                    aggregate.locals.iter().map(|&v| body_position(v)).collect();
+                let target = aggregate
+                    .target
+                    .as_ref()
+                    .map(|t| eval::compile(t, &body_position, interner))
+                    .transpose()?;
+                // The reduce's values are a flag, the target and the locals.
+                self.width = self.width.max(body_locals.len() + 2).max(body_layout.len());
+                steps.push(Step::Aggregate(Box::new(AggregatePlan {
+                    kind: aggregate.kind,
+                    ty: aggregate.ty,
+                    target_ty: aggregate.target.as_ref().map_or(aggregate.ty, ir::Expr::ty),
+                    keys,
+                    at: layout.len(),
+                    body,
+                    body_keys,
+                    body_locals,
+                    target,
+                })));
+                layout.push(aggregate.result);
+                let _ = live_after;
+            }
+        }
+        self.width = self.width.max(layout.len());
+        Ok(())
+    }
+}
+
+/// Adds the variables a literal reads (for atoms: all of their variables, since a join reads
+/// the bound ones and the others are only bound, not read, but must be live to be bound).
+fn reads(literal: &ir::Literal, out: &mut BTreeSet<VarId>) {
+    match literal {
+        ir::Literal::Positive(atom) | ir::Literal::Negative(atom) => out.extend(atom.variables()),
+        ir::Literal::Filter(condition) => match condition {
+            ir::Condition::Compare { lhs, rhs, .. } => {
+                lhs.visit_variables(&mut |v| {
+                    out.insert(v);
+                });
+                rhs.visit_variables(&mut |v| {
+                    out.insert(v);
+                });
+            }
+            ir::Condition::Contains {
+                needle: a,
+                haystack: b,
+                ..
+            }
+            | ir::Condition::Match {
+                pattern: a,
+                text: b,
+                ..
+            } => {
+                a.visit_variables(&mut |v| {
+                    out.insert(v);
+                });
+                b.visit_variables(&mut |v| {
+                    out.insert(v);
+                });
+            }
+            ir::Condition::Bool(..) => {}
+        },
+        ir::Literal::Assign { expr, .. } => expr.visit_variables(&mut |v| {
+            out.insert(v);
+        }),
+        ir::Literal::Range { from, to, step, .. } => {
+            for expr in [Some(from), Some(to), step.as_ref()].into_iter().flatten() {
+                expr.visit_variables(&mut |v| {
+                    out.insert(v);
+                });
+            }
+        }
+        ir::Literal::Aggregate(aggregate) => out.extend(aggregate.injected.iter().copied()),
+    }
+}
+
+fn variables_of_exprs(exprs: &[ir::Expr]) -> BTreeSet<VarId> {
+    let mut set = BTreeSet::new();
+    for expr in exprs {
+        expr.visit_variables(&mut |v| {
+            set.insert(v);
+        });
+    }
+    set
+}
+
+impl Plan {
+    /// The plan in text form: for each rule, its source and one line per step.
+    pub fn describe(&self, program: &ir::Program) -> String {
+        let mut out = String::new();
+        for rule_plan in &self.rules {
+            let rule = &program.rules[rule_plan.rule];
+            let _ = writeln!(
+                out,
+                "{}",
+                rule.text.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            describe_pipeline(&rule_plan.pipeline, program, 1, &mut out);
+            let _ = writeln!(
+                out,
+                "  -> {}({})",
+                program.relations[rule_plan.head].name,
+                rule_plan
+                    .head_args
+                    .iter()
+                    .map(describe_expr)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        out
+    }
+}
+
+fn describe_pipeline(pipeline: &Pipeline, program: &ir::Program, depth: usize, out: &mut String) {
+    let indent = "  ".repeat(depth);
+    let name = |relation: &RelationId| program.relations[*relation].name.as_str();
+    let _ = match &pipeline.start {
+        Start::Unit => writeln!(out, "{indent}unit"),
+        Start::Outer => writeln!(out, "{indent}distinct injected bindings"),
+        Start::Scan {
+            relation, columns, ..
+        } => writeln!(out, "{indent}scan {} columns {columns:?}", name(relation)),
+    };
+    for step in &pipeline.steps {
+        let _ = match step {
+            Step::Join {
+                relation,
+                row_key,
+                columns,
+                keep,
+                take,
+            } => writeln!(
+                out,
+                "{indent}join {} on row {row_key:?} = columns {columns:?}, keep {keep:?}, take {take:?}",
+                name(relation)
+            ),
+            Step::Antijoin {
+                relation,
+                row_key,
+                columns,
+            } => {
+                writeln!(
+                    out,
+                    "{indent}antijoin {} on row {row_key:?} = columns {columns:?}",
+                    name(relation)
+                )
+            }
+            Step::Filter(condition) => {
+                writeln!(out, "{indent}filter {}", describe_condition(condition))
+            }
+            Step::Assign { expr, .. } => writeln!(out, "{indent}append {}", describe_expr(expr)),
+            Step::Range { from, to, step, .. } => writeln!(
+                out,
+                "{indent}append range({}, {}{})",
+                describe_expr(from),
+                describe_expr(to),
+                step.as_ref()
+                    .map(|s| format!(", {}", describe_expr(s)))
+                    .unwrap_or_default()
+            ),
+            Step::Project(keep) => writeln!(out, "{indent}project {keep:?}"),
+            Step::Aggregate(aggregate) => {
+                let _ = writeln!(
+                    out,
+                    "{indent}append {} grouped by row {:?} over",
+                    aggregate.kind.name(),
+                    aggregate.keys
+                );
+                describe_pipeline(&aggregate.body, program, depth + 1, out);
+                Ok(())
+            }
+        };
+    }
+}
+
+fn describe_expr(expr: &Compiled) -> String {
+    match expr {
+        Compiled::Column(position) => format!("${position}"),
+        Compiled::Const(word) => format!("{word:#x}"),
+        Compiled::Unary { op, arg, .. } => format!("{op:?}({})", describe_expr(arg)),
+        Compiled::Binary { op, lhs, rhs, .. } => {
+            format!(
+                "({} {} {})",
+                describe_expr(lhs),
+                op.symbol(),
+                describe_expr(rhs)
+            )
+        }
+        Compiled::Call { function, args, .. } => {
+            format!(
+                "{}({})",
+                function.name(),
+                args.iter()
+                    .map(describe_expr)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    }
+}
+
+fn describe_condition(condition: &CompiledCondition) -> String {
+    match condition {
+        CompiledCondition::Compare { op, lhs, rhs, .. } => {
+            format!(
+                "{} {} {}",
+                describe_expr(lhs),
+                op.symbol(),
+                describe_expr(rhs)
+            )
+        }
+        CompiledCondition::Contains { needle, haystack } => {
+            format!(
+                "contains({}, {})",
+                describe_expr(needle),
+                describe_expr(haystack)
+            )
+        }
+        CompiledCondition::Match { pattern, text } => {
+            format!("match({}, {})", describe_expr(pattern), describe_expr(text))
+        }
+        CompiledCondition::Bool(value) => value.to_string(),
+    }
+}

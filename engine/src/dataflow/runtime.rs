@@ -1,0 +1,374 @@
+//! Running a planned program on timely workers.
+//!
+//! An interactive [`Runtime`] owns worker threads, each running the same dataflow. The caller
+//! talks to them through channels: a transaction is sent to every worker (its updates only to
+//! worker 0, which feeds them into the inputs; the others only advance their inputs, which every
+//! worker must do for the frontier to move), and every worker steps until the transaction's time
+//! is complete. The changes of every relation are exchanged to worker 0, which sends them back
+//! consolidated. The runtime keeps the current contents of every relation, so that reads never
+//! wait for the dataflow.
+//!
+//! A batch run ([`run_batch`]) is the command-line evaluation: each worker, possibly in another
+//! process, feeds its share of the input, the inputs are closed, and worker 0 collects the final
+//! contents. Symbol ids are hashes, so processes agree on them; the strings themselves are
+//! gathered at worker 0 before it decodes, since a symbol made by a functor in one process may
+//! end up in a row that another process outputs.
+
+use super::build::{self, Time};
+use super::plan::Plan;
+use super::row::Row;
+use crate::ir::{self, RelationId};
+use crate::value::{Interner, Word};
+use differential_dataflow::AsCollection;
+use differential_dataflow::input::{Input, InputSession};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::{Exchange, Input as _, Inspect, Probe};
+
+/// Updates of one transaction: relation, tuple, +1 or -1.
+pub type Updates<R> = Vec<(RelationId, R, isize)>;
+
+enum Command<R> {
+    /// Apply these updates (only worker 0 gets any) and complete the next time.
+    Apply(Updates<R>),
+}
+
+/// A running dataflow and the current contents of every relation.
+pub struct Runtime<R: Row> {
+    senders: Vec<Sender<Command<R>>>,
+    replies: Receiver<Result<Updates<R>, String>>,
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+    /// The last completed time.
+    time: Time,
+    contents: Vec<HashSet<R>>,
+    inputs: Vec<HashSet<R>>,
+}
+
+/// A worker failure, as text; the runtime cannot be used after one.
+pub type Failure = String;
+
+impl<R: Row> Runtime<R> {
+    /// Starts `workers` worker threads running `program`, and completes time 0, at which the
+    /// program's facts are derived. Returns the runtime and the changes of time 0.
+    pub fn start(
+        program: Arc<ir::Program>,
+        plan: Arc<Plan>,
+        interner: Interner,
+        workers: usize,
+    ) -> Result<(Runtime<R>, Updates<R>), Failure> {
+        let workers = workers.max(1);
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..workers {
+            let (sender, receiver) = channel();
+            senders.push(sender);
+            receivers.push(Some(receiver));
+        }
+        let receivers = Mutex::new(receivers);
+        let (reply_sender, replies) = channel();
+        let reply_sender = Mutex::new(Some(reply_sender));
+        let config = if workers == 1 {
+            timely::Config::thread()
+        } else {
+            timely::Config::process(workers)
+        };
+        let relation_count = program.relations.len();
+        let guards = timely::execute(config, move |worker| {
+            let index = worker.index();
+            let receiver = receivers.lock().map(|mut r| r[index].take()).ok().flatten();
+            let reply = if index == 0 {
+                reply_sender.lock().ok().and_then(|mut s| s.take())
+            } else {
+                None
+            };
+            let Some(receiver) = receiver else { return };
+            let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
+            let probe = ProbeHandle::new();
+            let (mut sessions, mut unit) = worker.dataflow::<Time, _, _>(|scope| {
+                let (unit_session, unit) = scope.new_collection::<R, isize>();
+                let mut sessions: HashMap<RelationId, InputSession<Time, R, isize>> =
+                    HashMap::new();
+                let mut collections = HashMap::new();
+                for (relation, info) in program.relations.iter().enumerate() {
+                    if info.writable {
+                        let (session, collection) = scope.new_collection::<R, isize>();
+                        sessions.insert(relation, session);
+                        collections.insert(relation, collection);
+                    }
+                }
+                let relations = build::build(scope, &program, &plan, &interner, &collections, unit);
+                for (relation, collection) in relations.into_iter().enumerate() {
+                    let buffer = buffer.clone();
+                    collection
+                        .inner
+                        .exchange(|_| 0)
+                        .as_collection()
+                        .inspect_batch(move |_, data| {
+                            let mut buffer = buffer.borrow_mut();
+                            for (row, _, diff) in data.iter() {
+                                buffer.push((relation, row.clone(), *diff));
+                            }
+                        })
+                        .probe_with(&probe);
+                }
+                (sessions, unit_session)
+            });
+            let mut time: Time = 0;
+            let complete = |worker: &mut timely::worker::Worker,
+                            sessions: &mut HashMap<RelationId, InputSession<Time, R, isize>>,
+                            unit: &mut InputSession<Time, R, isize>,
+                            time: &mut Time| {
+                *time += 1;
+                for session in sessions.values_mut() {
+                    session.advance_to(*time);
+                    session.flush();
+                }
+                unit.advance_to(*time);
+                unit.flush();
+                worker.step_while(|| probe.less_than(time));
+                if let Some(reply) = &reply {
+                    let mut changes = std::mem::take(&mut *buffer.borrow_mut());
+                    consolidate(&mut changes);
+                    let _ = reply.send(Ok(changes));
+                }
+            };
+            if index == 0 {
+                unit.insert(R::default());
+            }
+            complete(worker, &mut sessions, &mut unit, &mut time);
+            while let Ok(Command::Apply(updates)) = receiver.recv() {
+                for (relation, row, diff) in updates {
+                    if let Some(session) = sessions.get_mut(&relation) {
+                        session.update(row, diff);
+                    }
+                }
+                complete(worker, &mut sessions, &mut unit, &mut time);
+            }
+        })?;
+        let mut runtime = Runtime {
+            senders,
+            replies,
+            guards: Some(guards),
+            time: 0,
+            contents: vec![HashSet::new(); relation_count],
+            inputs: vec![HashSet::new(); relation_count],
+        };
+        let changes = runtime.receive()?;
+        Ok((runtime, changes))
+    }
+
+    fn receive(&mut self) -> Result<Updates<R>, Failure> {
+        let changes = match self.replies.recv() {
+            Ok(Ok(changes)) => changes,
+            Ok(Err(failure)) => return Err(failure),
+            Err(_) => return Err(self.failure()),
+        };
+        for (relation, row, diff) in &changes {
+            let table = &mut self.contents[*relation];
+            if *diff > 0 {
+                table.insert(row.clone());
+            } else {
+                table.remove(row);
+            }
+        }
+        Ok(changes)
+    }
+
+    /// What a worker that stopped said, if it panicked.
+    fn failure(&mut self) -> Failure {
+        self.senders.clear();
+        if let Some(guards) = self.guards.take() {
+            for result in guards.join() {
+                if let Err(message) = result {
+                    return format!("a dataflow worker failed: {message}");
+                }
+            }
+        }
+        "the dataflow workers stopped".to_string()
+    }
+
+    /// Applies net input updates (each must change its input: an insert of an absent tuple or a
+    /// retraction of a present one) at the next time, and returns the changes of every relation.
+    pub fn apply(&mut self, updates: Updates<R>) -> Result<Updates<R>, Failure> {
+        for (relation, row, diff) in &updates {
+            let input = &mut self.inputs[*relation];
+            if *diff > 0 {
+                input.insert(row.clone());
+            } else {
+                input.remove(row);
+            }
+        }
+        let mut updates = Some(updates);
+        for sender in &self.senders {
+            let batch = updates.take().unwrap_or_default();
+            if sender.send(Command::Apply(batch)).is_err() {
+                return Err(self.failure());
+            }
+        }
+        let changes = self.receive()?;
+        self.time += 1;
+        Ok(changes)
+    }
+
+    pub fn time(&self) -> Time {
+        self.time
+    }
+
+    pub fn contents(&self, relation: RelationId) -> &HashSet<R> {
+        &self.contents[relation]
+    }
+
+    pub fn inputs(&self, relation: RelationId) -> &HashSet<R> {
+        &self.inputs[relation]
+    }
+}
+
+impl<R: Row> Drop for Runtime<R> {
+    fn drop(&mut self) {
+        // Closing the channels ends the workers' loops; then wait for them.
+        self.senders.clear();
+        if let Some(guards) = self.guards.take() {
+            drop(guards.join());
+        }
+    }
+}
+
+/// Sums the diffs of equal updates and drops those that cancel.
+pub fn consolidate<R: Row>(updates: &mut Updates<R>) {
+    updates.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut write = 0;
+    for read in 0..updates.len() {
+        if write > 0
+            && updates[write - 1].0 == updates[read].0
+            && updates[write - 1].1 == updates[read].1
+        {
+            updates[write - 1].2 += updates[read].2;
+        } else {
+            updates.swap(write, read);
+            write += 1;
+        }
+    }
+    updates.truncate(write);
+    updates.retain(|update| update.2 != 0);
+}
+
+/// Evaluates `program` once over the tuples `load` gives each worker, on timely workers
+/// configured by `config` (threads, and processes with their addresses). Returns, at the
+/// process that hosts worker 0, the final contents of the relations `wanted`; other processes
+/// return `None`.
+pub fn run_batch<R: Row>(
+    program: Arc<ir::Program>,
+    plan: Arc<Plan>,
+    interner: Interner,
+    config: timely::Config,
+    wanted: Vec<RelationId>,
+    load: Arc<
+        dyn Fn(usize, usize, &mut dyn FnMut(RelationId, &[Word])) -> Result<(), String>
+            + Send
+            + Sync,
+    >,
+) -> Result<Option<Vec<(RelationId, Vec<R>)>>, Failure> {
+    let guards = timely::execute(
+        config,
+        move |worker| -> Result<Option<Vec<(RelationId, Vec<R>)>>, String> {
+            let index = worker.index();
+            let peers = worker.peers();
+            let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
+            let probe = ProbeHandle::new();
+            let (mut sessions, mut unit) = worker.dataflow::<Time, _, _>(|scope| {
+                let (unit_session, unit) = scope.new_collection::<R, isize>();
+                let mut sessions: HashMap<RelationId, InputSession<Time, R, isize>> =
+                    HashMap::new();
+                let mut collections = HashMap::new();
+                for (relation, info) in program.relations.iter().enumerate() {
+                    if info.writable {
+                        let (session, collection) = scope.new_collection::<R, isize>();
+                        sessions.insert(relation, session);
+                        collections.insert(relation, collection);
+                    }
+                }
+                let relations = build::build(scope, &program, &plan, &interner, &collections, unit);
+                for (relation, collection) in relations.into_iter().enumerate() {
+                    if !wanted.contains(&relation) {
+                        continue;
+                    }
+                    let buffer = buffer.clone();
+                    collection
+                        .inner
+                        .exchange(|_| 0)
+                        .as_collection()
+                        .inspect_batch(move |_, data| {
+                            let mut buffer = buffer.borrow_mut();
+                            for (row, _, diff) in data.iter() {
+                                buffer.push((relation, row.clone(), *diff));
+                            }
+                        })
+                        .probe_with(&probe);
+                }
+                (sessions, unit_session)
+            });
+            // A second dataflow gathers every process's symbols at worker 0.
+            let symbols_probe = ProbeHandle::new();
+            let symbols_interner = interner.clone();
+            let mut symbols = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, stream) = scope.new_input::<Vec<(u64, String)>>();
+                stream
+                    .exchange(|_| 0)
+                    .inspect(move |(id, text)| symbols_interner.adopt(*id, text))
+                    .probe_with(&symbols_probe);
+                input
+            });
+
+            let mut result = Ok(());
+            {
+                let mut feed = |relation: RelationId, words: &[Word]| {
+                    if let Some(session) = sessions.get_mut(&relation) {
+                        session.insert(R::from_words(words));
+                    }
+                };
+                if let Err(error) = load(index, peers, &mut feed) {
+                    result = Err(error);
+                }
+            }
+            if index == 0 {
+                unit.insert(R::default());
+            }
+            drop(sessions);
+            drop(unit);
+            worker.step_while(|| !probe.done());
+            if peers > 1 {
+                for (id, text) in interner.entries() {
+                    symbols.send((id, text.to_string()));
+                }
+            }
+            drop(symbols);
+            worker.step_while(|| !symbols_probe.done());
+            result?;
+            if index != 0 {
+                return Ok(None);
+            }
+            let mut changes = std::mem::take(&mut *buffer.borrow_mut());
+            consolidate(&mut changes);
+            let mut by_relation: HashMap<RelationId, Vec<R>> = HashMap::new();
+            for (relation, row, diff) in changes {
+                if diff > 0 {
+                    by_relation.entry(relation).or_default().push(row);
+                }
+            }
+            Ok(Some(by_relation.into_iter().collect()))
+        },
+    )?;
+    let mut output = None;
+    for result in guards.join() {
+        match result {
+            Ok(Ok(Some(relations))) => output = Some(relations),
+            Ok(Ok(None)) => {}
+            Ok(Err(message)) | Err(message) => return Err(message),
+        }
+    }
+    Ok(output)
+}
