@@ -256,7 +256,7 @@ impl Checker {
             match item {
                 ast::Item::Relation(decl) => self.declare_relation(decl),
                 ast::Item::Unsupported { what, span } => {
-                    self.error(*span, format!("{what} is not supported"));
+                    self.error(*span, unsupported(what));
                 }
                 _ => {}
             }
@@ -298,10 +298,8 @@ impl Checker {
                 "output" => qualifier_directives.push(DirectiveKind::Output),
                 "printsize" => qualifier_directives.push(DirectiveKind::PrintSize),
                 name if IGNORED_QUALIFIERS.contains(&name) => {}
-                name => self.error(
-                    qualifier.span,
-                    format!("unknown relation qualifier `{name}`"),
-                ),
+                // The parser reports unknown qualifiers.
+                _ => {}
             }
         }
         if eqrel && (columns.len() != 2 || columns[0].ty != columns[1].ty) && ok {
@@ -821,6 +819,8 @@ enum Item {
     Contains(Term, Term, Span),
     Match(Term, Term, Span),
     Bool(bool, Span),
+    /// `!contains(...)` or `!match(...)`.
+    Not(Box<Item>),
     /// `var = term`, introduced for an expression in a negated atom.
     Assign(VarId, Term, Span),
     Range(VarId, Vec<Term>, Span),
@@ -843,10 +843,19 @@ struct VariableInfo {
     ty: Option<Type>,
     /// The declared type names of the columns the variable occurs in, for subtype checks.
     declared: Option<(String, Span)>,
+    /// The type a head column gives the variable, used when nothing else types it
+    /// (`u = range(0, 3)` for an unsigned head column).
+    hint: Option<Type>,
+    /// The first place the variable occurs.
+    occurrence: Option<Span>,
+    /// The first place it occurs outside any aggregate.
+    outer_occurrence: Option<Span>,
 }
 
 struct RuleBuilder<'c> {
     checker: &'c mut Checker,
+    /// Variables that some positive atom of the body being ordered binds.
+    atom_bound: HashSet<VarId>,
     variables: Vec<VariableInfo>,
     /// Errors found; the rule is dropped if there are any.
     failed: bool,
@@ -858,12 +867,17 @@ struct Scope {
     names: HashMap<String, VarId>,
     /// Names that occur outside the aggregate being translated (only for aggregate scopes).
     outer: HashMap<String, VarId>,
+    /// The scope of an aggregate body: `_` in its atoms is a local variable, since an
+    /// aggregate ranges over the tuples its body matches (`count : { e(x, _) }` counts the
+    /// tuples of `e` with `x` first, as in Soufflé).
+    aggregate: bool,
 }
 
 impl<'c> RuleBuilder<'c> {
     fn new(checker: &'c mut Checker) -> RuleBuilder<'c> {
         RuleBuilder {
             checker,
+            atom_bound: HashSet::new(),
             variables: Vec::new(),
             failed: false,
         }
@@ -878,9 +892,23 @@ impl<'c> RuleBuilder<'c> {
         self.variables.push(VariableInfo {
             name: name.into(),
             ty,
+            hint: None,
+            occurrence: None,
+            outer_occurrence: None,
             declared: None,
         });
         self.variables.len() - 1
+    }
+
+    /// The variable named `name` at `span`, recording where it occurs.
+    fn occurrence(&mut self, scope: &mut Scope, name: &str, span: Span) -> VarId {
+        let var = self.variable(scope, name);
+        let info = &mut self.variables[var];
+        info.occurrence.get_or_insert(span);
+        if !scope.aggregate {
+            info.outer_occurrence.get_or_insert(span);
+        }
+        var
     }
 
     fn variable(&mut self, scope: &mut Scope, name: &str) -> VarId {
@@ -948,8 +976,8 @@ impl<'c> RuleBuilder<'c> {
             self.error(
                 head.span,
                 format!(
-                    "relation `{head_name}` has {} columns, but {} arguments are given",
-                    head_types.len(),
+                    "relation `{head_name}` has {}, but {} arguments are given",
+                    crate::diag::columns(head_types.len()),
                     head.args.len()
                 ),
             );
@@ -970,6 +998,11 @@ impl<'c> RuleBuilder<'c> {
         }
         if self.failed {
             return None;
+        }
+        for (term, (ty, _)) in head_terms.iter().zip(&head_types) {
+            if let Term::Var(var, _) = term {
+                self.variables[*var].hint.get_or_insert(*ty);
+            }
         }
         let mut bound = BTreeSet::new();
         let ordered = self.schedule(items, &mut bound);
@@ -1059,6 +1092,39 @@ impl<'c> RuleBuilder<'c> {
                     items.push(Item::Negative(atom));
                 }
             }
+            ast::Literal::Comparison {
+                op: CompareOp::Eq,
+                lhs: Expr::Variable(ident),
+                rhs:
+                    Expr::Call {
+                        name,
+                        args,
+                        span: call_span,
+                    },
+                span,
+            } if name.name == "range" => {
+                // `x = range(...)` binds `x` itself, so that `x` keeps the type its other
+                // occurrences give it.
+                let var = self.occurrence(scope, &ident.name, ident.span);
+                let mut terms = Vec::new();
+                for arg in args {
+                    match self.translate_expr(arg, scope, items) {
+                        Some(term) => terms.push(term),
+                        None => return,
+                    }
+                }
+                if !(2..=3).contains(&terms.len()) {
+                    self.error(
+                        *call_span,
+                        format!(
+                            "`range` takes 2 or 3 arguments, but {} are given",
+                            terms.len()
+                        ),
+                    );
+                    return;
+                }
+                items.push(Item::Range(var, terms, *span));
+            }
             ast::Literal::Comparison { op, lhs, rhs, span } => {
                 let lhs = self.translate_expr(lhs, scope, items);
                 let rhs = self.translate_expr(rhs, scope, items);
@@ -1067,6 +1133,23 @@ impl<'c> RuleBuilder<'c> {
                 }
             }
             ast::Literal::Bool(value, span) => items.push(Item::Bool(*value, *span)),
+            ast::Literal::Test(Expr::Unary {
+                op: UnaryOp::LogicalNot,
+                arg,
+                ..
+            }) => {
+                let mut inner = Vec::new();
+                self.translate_literal(&ast::Literal::Test((**arg).clone()), scope, &mut inner);
+                for item in inner {
+                    items.push(match item {
+                        Item::Contains(a, b, span) => {
+                            Item::Not(Box::new(Item::Contains(a, b, span)))
+                        }
+                        Item::Match(a, b, span) => Item::Not(Box::new(Item::Match(a, b, span))),
+                        other => other,
+                    });
+                }
+            }
             ast::Literal::Test(expr) => {
                 let Expr::Call { name, args, span } = expr else {
                     self.error(expr.span(), "this expression is not a condition");
@@ -1109,7 +1192,7 @@ impl<'c> RuleBuilder<'c> {
                 self.error(*span, "a disjunction inside an aggregate is not supported");
             }
             ast::Literal::Unsupported { what, span } => {
-                self.error(*span, format!("{what} is not supported"));
+                self.error(*span, unsupported(what));
             }
         }
     }
@@ -1138,9 +1221,9 @@ impl<'c> RuleBuilder<'c> {
             .collect();
         if atom.args.len() != columns.len() {
             let message = format!(
-                "relation `{}` has {} columns, but {} arguments are given",
+                "relation `{}` has {}, but {} arguments are given",
                 relation.name,
-                columns.len(),
+                crate::diag::columns(columns.len()),
                 atom.args.len()
             );
             self.error(atom.span, message);
@@ -1151,9 +1234,14 @@ impl<'c> RuleBuilder<'c> {
         let mut used = HashSet::new();
         for (arg, (ty, type_name)) in atom.args.iter().zip(&columns) {
             match arg {
+                Expr::Wildcard(_) if scope.aggregate && !negated => {
+                    let fresh = self.fresh(format!("_{}", args.len()), Some(*ty));
+                    scope.names.insert(format!("_#{fresh}"), fresh);
+                    args.push(Some(fresh));
+                }
                 Expr::Wildcard(_) => args.push(None),
                 Expr::Variable(ident) => {
-                    let var = self.variable(scope, &ident.name);
+                    let var = self.occurrence(scope, &ident.name, ident.span);
                     self.constrain_variable(
                         var,
                         *ty,
@@ -1255,7 +1343,9 @@ impl<'c> RuleBuilder<'c> {
         items: &mut Vec<Item>,
     ) -> Option<Term> {
         Some(match expr {
-            Expr::Variable(ident) => Term::Var(self.variable(scope, &ident.name), ident.span),
+            Expr::Variable(ident) => {
+                Term::Var(self.occurrence(scope, &ident.name, ident.span), ident.span)
+            }
             Expr::Wildcard(span) => {
                 self.error(*span, "`_` may only stand for a whole atom argument");
                 return None;
@@ -1316,7 +1406,7 @@ impl<'c> RuleBuilder<'c> {
                 );
             }
             Expr::Unsupported { what, span } => {
-                self.error(*span, format!("{what} is not supported"));
+                self.error(*span, unsupported(what));
                 return None;
             }
         })
@@ -1408,6 +1498,7 @@ impl<'c> RuleBuilder<'c> {
         }
         // Names visible from outside: all of the enclosing scope's names.
         let mut inner = Scope {
+            aggregate: true,
             names: HashMap::new(),
             outer: scope
                 .names
@@ -1464,6 +1555,25 @@ impl<'c> RuleBuilder<'c> {
     /// Orders items so that each reads only bound variables; binds variables in `bound`.
     /// Reports what cannot be ordered. Returns `None` on error.
     fn schedule(&mut self, items: Vec<Item>, bound: &mut BTreeSet<VarId>) -> Option<Vec<Item>> {
+        let outer_atom_bound = std::mem::take(&mut self.atom_bound);
+        self.atom_bound = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Positive(atom) => Some(atom.variables()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let result = self.schedule_items(items, bound);
+        self.atom_bound = outer_atom_bound;
+        result
+    }
+
+    fn schedule_items(
+        &mut self,
+        items: Vec<Item>,
+        bound: &mut BTreeSet<VarId>,
+    ) -> Option<Vec<Item>> {
         let mut remaining: Vec<Option<Item>> = items.into_iter().map(Some).collect();
         let mut ordered = Vec::new();
         loop {
@@ -1510,13 +1620,45 @@ impl<'c> RuleBuilder<'c> {
             }
             ordered.push(item);
         }
-        // What is left reads a variable that nothing binds.
-        let mut ok = true;
-        for item in remaining.into_iter().flatten() {
-            ok = false;
-            self.report_unbound(&item, bound);
+        // What is left reads a variable that nothing binds. An item waiting only for variables
+        // that other waiting items would bind is a consequence, not a cause: not reported.
+        let remaining: Vec<Item> = remaining.into_iter().flatten().collect();
+        if remaining.is_empty() {
+            return Some(ordered);
         }
-        ok.then_some(ordered)
+        let mut would_bind = BTreeSet::new();
+        for item in &remaining {
+            match item {
+                Item::Assign(var, ..) | Item::Range(var, ..) => {
+                    would_bind.insert(*var);
+                }
+                Item::Aggregate(aggregate) => {
+                    would_bind.insert(aggregate.result);
+                }
+                Item::Compare(CompareOp::Eq, lhs, rhs, _) => {
+                    for term in [lhs, rhs] {
+                        if let Term::Var(var, _) = term
+                            && !self.atom_bound.contains(var)
+                        {
+                            would_bind.insert(*var);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut reported = false;
+        for item in &remaining {
+            reported |= self.report_unbound(item, bound, &would_bind);
+        }
+        if !reported {
+            // Only consequences left: a cycle of assignments (`x = y + 1, y = x - 1`).
+            for item in &remaining {
+                self.report_unbound(item, bound, &BTreeSet::new());
+            }
+        }
+        self.failed = true;
+        None
     }
 
     /// `Some(true)` when the item was ready and is now scheduled (its variables bound),
@@ -1543,23 +1685,26 @@ impl<'c> RuleBuilder<'c> {
                     return None;
                 }
                 // `x = e` or `e = x` with x unbound and e computable: an assignment.
-                let (var, var_span, expr) = match (&*lhs, &*rhs) {
-                    (Term::Var(var, s), expr) if !bound.contains(var) && rhs_ready => {
-                        (*var, *s, expr.clone())
+                // A variable that an atom binds is compared once the atom has bound it.
+                let assignable =
+                    |var: &VarId| !bound.contains(var) && !self.atom_bound.contains(var);
+                let (var, expr) = match (&*lhs, &*rhs) {
+                    (Term::Var(var, _), expr) if assignable(var) && rhs_ready => {
+                        (*var, expr.clone())
                     }
-                    (expr, Term::Var(var, s)) if !bound.contains(var) && lhs_ready => {
-                        (*var, *s, expr.clone())
+                    (expr, Term::Var(var, _)) if assignable(var) && lhs_ready => {
+                        (*var, expr.clone())
                     }
                     _ => return None,
                 };
                 let ty = self
                     .natural_type(&expr)
+                    .or(self.variables[var].hint)
                     .unwrap_or(if matches!(expr, Term::Float(..)) {
                         Type::Float
                     } else {
                         Type::Number
                     });
-                let _ = var_span;
                 if self.variables[var].ty.is_none() {
                     self.variables[var].ty = Some(ty);
                 }
@@ -1570,6 +1715,7 @@ impl<'c> RuleBuilder<'c> {
             Item::Contains(a, b, _) | Item::Match(a, b, _) => {
                 (all_bound(a, bound) && all_bound(b, bound)).then_some(true)
             }
+            Item::Not(inner) => self.try_schedule(inner, bound),
             Item::Bool(..) => Some(true),
             Item::Assign(var, term, _) => {
                 if !all_bound(term, bound) {
@@ -1585,6 +1731,7 @@ impl<'c> RuleBuilder<'c> {
                 let ty = args
                     .iter()
                     .find_map(|arg| self.natural_type(arg))
+                    .or(self.variables[*var].hint)
                     .unwrap_or(if args.iter().any(|arg| matches!(arg, Term::Float(..))) {
                         Type::Float
                     } else {
@@ -1654,13 +1801,20 @@ impl<'c> RuleBuilder<'c> {
         }
     }
 
-    fn report_unbound(&mut self, item: &Item, bound: &BTreeSet<VarId>) {
+    /// Reports the first variable an item reads that is neither bound nor in `would_bind`.
+    /// Returns whether it reported one.
+    fn report_unbound(
+        &mut self,
+        item: &Item,
+        bound: &BTreeSet<VarId>,
+        would_bind: &BTreeSet<VarId>,
+    ) -> bool {
         let mut vars = Vec::new();
         let what = match item {
-            Item::Positive(_) => return,
+            Item::Positive(_) => return false,
             Item::Negative(atom) => {
                 for var in atom.variables() {
-                    vars.push((var, atom.span));
+                    vars.push((var, self.variables[var].occurrence.unwrap_or(atom.span)));
                 }
                 "a negated atom"
             }
@@ -1674,7 +1828,8 @@ impl<'c> RuleBuilder<'c> {
                 b.variables(&mut vars);
                 "a condition"
             }
-            Item::Bool(..) => return,
+            Item::Not(inner) => return self.report_unbound(inner, bound, would_bind),
+            Item::Bool(..) => return false,
             Item::Assign(_, term, _) => {
                 term.variables(&mut vars);
                 "an expression"
@@ -1684,14 +1839,34 @@ impl<'c> RuleBuilder<'c> {
                 "`range`"
             }
             Item::Aggregate(aggregate) => {
-                for &var in &aggregate.injected {
-                    vars.push((var, aggregate.span));
+                // A variable the aggregate shares with the rest of the rule, which nothing else
+                // binds: bound only inside the aggregate, it is not visible outside it.
+                if let Some(&var) = aggregate
+                    .injected
+                    .iter()
+                    .find(|v| !bound.contains(v) && !would_bind.contains(v))
+                {
+                    let info = &self.variables[var];
+                    let span = info
+                        .outer_occurrence
+                        .or(info.occurrence)
+                        .unwrap_or(aggregate.span);
+                    let name = display_name(&info.name).to_string();
+                    self.checker.diagnostics.push(
+                        Diagnostic::error(span, format!("variable `{name}` is not bound outside the aggregate"))
+                            .with_hint("a variable bound only inside an aggregate's body is not visible outside it (the witness rule); bind it in a positive atom of the rule"),
+                    );
+                    self.failed = true;
+                    return true;
                 }
-                "an aggregate"
+                return false;
             }
         };
         // Report a variable once, at its first unbound place.
-        if let Some(&(var, span)) = vars.iter().find(|(var, _)| !bound.contains(var)) {
+        if let Some(&(var, span)) = vars
+            .iter()
+            .find(|(var, _)| !bound.contains(var) && !would_bind.contains(var))
+        {
             let name = self.variables[var].name.clone();
             let hint = if name.starts_with('_') {
                 "the value here depends on a variable that nothing binds"
@@ -1706,7 +1881,9 @@ impl<'c> RuleBuilder<'c> {
                 .with_hint(hint),
             );
             self.failed = true;
+            return true;
         }
+        false
     }
 
     // --- typing and lowering ---
@@ -1973,6 +2150,12 @@ impl<'c> RuleBuilder<'c> {
                 })
             }
             Item::Bool(value, span) => ir::Literal::Filter(ir::Condition::Bool(value, span)),
+            Item::Not(inner) => match self.lower_item(*inner)? {
+                ir::Literal::Filter(condition) => {
+                    ir::Literal::Filter(ir::Condition::Not(Box::new(condition)))
+                }
+                other => other,
+            },
             Item::Assign(var, term, span) => {
                 let ty = self.variables[var].ty.unwrap_or(Type::Number);
                 let expr = self.lower_as(&term, ty)?;
@@ -2007,12 +2190,15 @@ impl<'c> RuleBuilder<'c> {
                             AggregateKind::Mean => self.natural_type(target).unwrap_or(Type::Float),
                             _ => ty,
                         };
-                        if aggregate.kind == AggregateKind::Mean && target_ty == Type::Symbol {
-                            self.error(
-                                target.span(),
-                                "type mismatch: `mean` needs a numeric target, not a symbol"
-                                    .to_string(),
+                        if aggregate.kind == AggregateKind::Mean && target_ty != Type::Float {
+                            self.checker.diagnostics.push(
+                                Diagnostic::error(
+                                    target.span(),
+                                    format!("type mismatch: `mean` needs a float target, but this is a `{target_ty}`"),
+                                )
+                                .with_hint("convert it with `to_float(...)`"),
                             );
+                            self.failed = true;
                             return None;
                         }
                         Some(self.lower_as(target, target_ty)?)
@@ -2099,4 +2285,9 @@ fn collect_expr_names(expr: &Expr, out: &mut HashSet<String>) {
         | Expr::String(..)
         | Expr::Unsupported { .. } => {}
     }
+}
+
+/// The message for a construct outside the subset.
+fn unsupported(what: &str) -> String {
+    format!("not supported: {what} (outside Vigil's subset of Soufflé)")
 }

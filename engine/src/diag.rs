@@ -228,6 +228,15 @@ impl Diagnostic {
     }
 }
 
+/// `1 column`, `3 columns`.
+pub fn columns(count: usize) -> String {
+    if count == 1 {
+        "1 column".to_string()
+    } else {
+        format!("{count} columns")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

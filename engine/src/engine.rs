@@ -21,7 +21,7 @@ pub enum EngineError {
     UnknownRelation(String),
     #[error("relation `{0}` is derived by rules and cannot be written; only input relations can")]
     NotWritable(String),
-    #[error("relation `{relation}` has {expected} columns, but {given} values are given")]
+    #[error("relation `{relation}` has {}, but {given} values are given", crate::diag::columns(*expected))]
     Arity {
         relation: String,
         expected: usize,

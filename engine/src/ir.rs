@@ -233,15 +233,43 @@ pub enum Condition {
     },
     /// `true` or `false`
     Bool(bool, Span),
+    /// `!contains(...)`, `!match(...)`: the condition does not hold.
+    Not(Box<Condition>),
 }
 
 impl Condition {
+    /// Calls `f` on every variable the condition reads.
+    pub fn visit_variables(&self, f: &mut impl FnMut(VarId)) {
+        match self {
+            Condition::Compare { lhs, rhs, .. } => {
+                lhs.visit_variables(f);
+                rhs.visit_variables(f);
+            }
+            Condition::Contains {
+                needle: a,
+                haystack: b,
+                ..
+            }
+            | Condition::Match {
+                pattern: a,
+                text: b,
+                ..
+            } => {
+                a.visit_variables(f);
+                b.visit_variables(f);
+            }
+            Condition::Bool(..) => {}
+            Condition::Not(condition) => condition.visit_variables(f),
+        }
+    }
+
     pub fn span(&self) -> Span {
         match self {
             Condition::Compare { span, .. }
             | Condition::Contains { span, .. }
             | Condition::Match { span, .. }
             | Condition::Bool(_, span) => *span,
+            Condition::Not(condition) => condition.span(),
         }
     }
 }
@@ -330,7 +358,7 @@ pub enum Function {
     Cat,
     /// `strlen(s)`: length in bytes, as a number.
     Strlen,
-    /// `substr(s, index, length)`: byte offsets; out of range fails the binding.
+    /// `substr(s, index, length)`: byte offsets; out of range gives the empty symbol.
     Substr,
     /// `ord(s)`: the symbol's id, as a number.
     Ord,

@@ -47,7 +47,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("c", "c(x, y) :- b(x), b(y), x != y, !a(x, y)."),
     (
         "c",
-        "c(x, m) :- v(x), m = to_number(mean y : { e(x, y) } * 2.0).",
+        "c(x, m) :- v(x), m = to_number(mean to_float(y) : { e(x, y) } * 2.0).",
     ),
     ("c", "c(x, y) :- a(x, y), b(x) ; e(x, y), b(y)."),
 ];

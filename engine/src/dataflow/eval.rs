@@ -54,6 +54,7 @@ pub enum CompiledCondition {
         text: Compiled,
     },
     Bool(bool),
+    Not(Box<CompiledCondition>),
 }
 
 /// Compiles an expression; `position(var)` is where the variable sits in the row.
@@ -119,6 +120,9 @@ pub fn compile_condition(
             text: compile(text, position, interner)?,
         },
         ir::Condition::Bool(value, _) => CompiledCondition::Bool(*value),
+        ir::Condition::Not(condition) => {
+            CompiledCondition::Not(Box::new(compile_condition(condition, position, interner)?))
+        }
     })
 }
 
@@ -204,6 +208,7 @@ impl Evaluator {
                 }
             }
             CompiledCondition::Bool(value) => *value,
+            CompiledCondition::Not(condition) => !self.holds(condition, row),
         }
     }
 

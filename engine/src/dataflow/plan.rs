@@ -400,34 +400,9 @@ impl Planner<'_> {
 fn reads(literal: &ir::Literal, out: &mut BTreeSet<VarId>) {
     match literal {
         ir::Literal::Positive(atom) | ir::Literal::Negative(atom) => out.extend(atom.variables()),
-        ir::Literal::Filter(condition) => match condition {
-            ir::Condition::Compare { lhs, rhs, .. } => {
-                lhs.visit_variables(&mut |v| {
-                    out.insert(v);
-                });
-                rhs.visit_variables(&mut |v| {
-                    out.insert(v);
-                });
-            }
-            ir::Condition::Contains {
-                needle: a,
-                haystack: b,
-                ..
-            }
-            | ir::Condition::Match {
-                pattern: a,
-                text: b,
-                ..
-            } => {
-                a.visit_variables(&mut |v| {
-                    out.insert(v);
-                });
-                b.visit_variables(&mut |v| {
-                    out.insert(v);
-                });
-            }
-            ir::Condition::Bool(..) => {}
-        },
+        ir::Literal::Filter(condition) => condition.visit_variables(&mut |v| {
+            out.insert(v);
+        }),
         ir::Literal::Assign { expr, .. } => expr.visit_variables(&mut |v| {
             out.insert(v);
         }),
@@ -589,5 +564,6 @@ fn describe_condition(condition: &CompiledCondition) -> String {
             format!("match({}, {})", describe_expr(pattern), describe_expr(text))
         }
         CompiledCondition::Bool(value) => value.to_string(),
+        CompiledCondition::Not(condition) => format!("!{}", describe_condition(condition)),
     }
 }
