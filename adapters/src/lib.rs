@@ -1,1 +1,6 @@
-
+//! Vigil's adapters: the sources that turn the outside world into input facts, and the
+//! actuators that turn changes of views into actions on it.
+//!
+//! This crate depends on `vigil-engine`'s public types (programs, transactions, change sets)
+//! and never on its internals; the engine never depends on this crate, and it is the only
+//! crate that does I/O with the house (networks, devices, APIs).

@@ -134,18 +134,13 @@ pub fn start(
 
 /// Evaluates a program once (see [`runtime::run_batch`]), choosing the row type from the plan.
 /// Returns the tuples of each wanted relation, as words, at the process of worker 0.
-#[allow(clippy::type_complexity)]
 pub fn run_batch(
     program: Arc<ir::Program>,
     interner: Interner,
     config: timely::Config,
     wanted: Vec<RelationId>,
-    load: Arc<
-        dyn Fn(usize, usize, &mut dyn FnMut(RelationId, &[Word])) -> Result<(), String>
-            + Send
-            + Sync,
-    >,
-) -> Result<Option<Vec<(RelationId, Vec<Vec<Word>>)>>, Failure> {
+    load: runtime::Loader,
+) -> Result<runtime::BatchOutput<Vec<Word>>, Failure> {
     let plan = Arc::new(plan::plan(&program, &interner)?);
     let arities: Vec<usize> = program.relations.iter().map(ir::Relation::arity).collect();
     fn typed<R: Row>(
@@ -154,13 +149,9 @@ pub fn run_batch(
         interner: Interner,
         config: timely::Config,
         wanted: Vec<RelationId>,
-        load: Arc<
-            dyn Fn(usize, usize, &mut dyn FnMut(RelationId, &[Word])) -> Result<(), String>
-                + Send
-                + Sync,
-        >,
+        load: runtime::Loader,
         arities: &[usize],
-    ) -> Result<Option<Vec<(RelationId, Vec<Vec<Word>>)>>, Failure> {
+    ) -> Result<runtime::BatchOutput<Vec<Word>>, Failure> {
         let result = runtime::run_batch::<R>(program, plan, interner, config, wanted, load)?;
         Ok(result.map(|relations| {
             relations

@@ -256,6 +256,15 @@ pub fn consolidate<R: Row>(updates: &mut Updates<R>) {
     updates.retain(|update| update.2 != 0);
 }
 
+/// Feeds a worker its share of the input: called with the worker's index, the number of
+/// workers, and a function taking one tuple of a relation.
+pub type Loader = Arc<
+    dyn Fn(usize, usize, &mut dyn FnMut(RelationId, &[Word])) -> Result<(), String> + Send + Sync,
+>;
+
+/// The final contents of the wanted relations, at the process of worker 0 (`None` elsewhere).
+pub type BatchOutput<R> = Option<Vec<(RelationId, Vec<R>)>>;
+
 /// Evaluates `program` once over the tuples `load` gives each worker, on timely workers
 /// configured by `config` (threads, and processes with their addresses). Returns, at the
 /// process that hosts worker 0, the final contents of the relations `wanted`; other processes
@@ -266,102 +275,94 @@ pub fn run_batch<R: Row>(
     interner: Interner,
     config: timely::Config,
     wanted: Vec<RelationId>,
-    load: Arc<
-        dyn Fn(usize, usize, &mut dyn FnMut(RelationId, &[Word])) -> Result<(), String>
-            + Send
-            + Sync,
-    >,
-) -> Result<Option<Vec<(RelationId, Vec<R>)>>, Failure> {
-    let guards = timely::execute(
-        config,
-        move |worker| -> Result<Option<Vec<(RelationId, Vec<R>)>>, String> {
-            let index = worker.index();
-            let peers = worker.peers();
-            let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
-            let probe = ProbeHandle::new();
-            let (mut sessions, mut unit) = worker.dataflow::<Time, _, _>(|scope| {
-                let (unit_session, unit) = scope.new_collection::<R, isize>();
-                let mut sessions: HashMap<RelationId, InputSession<Time, R, isize>> =
-                    HashMap::new();
-                let mut collections = HashMap::new();
-                for (relation, info) in program.relations.iter().enumerate() {
-                    if info.writable {
-                        let (session, collection) = scope.new_collection::<R, isize>();
-                        sessions.insert(relation, session);
-                        collections.insert(relation, collection);
-                    }
+    load: Loader,
+) -> Result<BatchOutput<R>, Failure> {
+    let guards = timely::execute(config, move |worker| -> Result<BatchOutput<R>, String> {
+        let index = worker.index();
+        let peers = worker.peers();
+        let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
+        let probe = ProbeHandle::new();
+        let (mut sessions, mut unit) = worker.dataflow::<Time, _, _>(|scope| {
+            let (unit_session, unit) = scope.new_collection::<R, isize>();
+            let mut sessions: HashMap<RelationId, InputSession<Time, R, isize>> = HashMap::new();
+            let mut collections = HashMap::new();
+            for (relation, info) in program.relations.iter().enumerate() {
+                if info.writable {
+                    let (session, collection) = scope.new_collection::<R, isize>();
+                    sessions.insert(relation, session);
+                    collections.insert(relation, collection);
                 }
-                let relations = build::build(scope, &program, &plan, &interner, &collections, unit);
-                for (relation, collection) in relations.into_iter().enumerate() {
-                    if !wanted.contains(&relation) {
-                        continue;
-                    }
-                    let buffer = buffer.clone();
-                    collection
-                        .inner
-                        .exchange(|_| 0)
-                        .as_collection()
-                        .inspect_batch(move |_, data| {
-                            let mut buffer = buffer.borrow_mut();
-                            for (row, _, diff) in data.iter() {
-                                buffer.push((relation, row.clone(), *diff));
-                            }
-                        })
-                        .probe_with(&probe);
+            }
+            let relations = build::build(scope, &program, &plan, &interner, &collections, unit);
+            for (relation, collection) in relations.into_iter().enumerate() {
+                if !wanted.contains(&relation) {
+                    continue;
                 }
-                (sessions, unit_session)
-            });
-            // A second dataflow gathers every process's symbols at worker 0.
-            let symbols_probe = ProbeHandle::new();
-            let symbols_interner = interner.clone();
-            let mut symbols = worker.dataflow::<Time, _, _>(|scope| {
-                let (input, stream) = scope.new_input::<Vec<(u64, String)>>();
-                stream
+                let buffer = buffer.clone();
+                collection
+                    .inner
                     .exchange(|_| 0)
-                    .inspect(move |(id, text)| symbols_interner.adopt(*id, text))
-                    .probe_with(&symbols_probe);
-                input
-            });
+                    .as_collection()
+                    .inspect_batch(move |_, data| {
+                        let mut buffer = buffer.borrow_mut();
+                        for (row, _, diff) in data.iter() {
+                            buffer.push((relation, row.clone(), *diff));
+                        }
+                    })
+                    .probe_with(&probe);
+            }
+            (sessions, unit_session)
+        });
+        // A second dataflow gathers every process's symbols at worker 0.
+        let symbols_probe = ProbeHandle::new();
+        let symbols_interner = interner.clone();
+        let mut symbols = worker.dataflow::<Time, _, _>(|scope| {
+            let (input, stream) = scope.new_input::<Vec<(u64, String)>>();
+            stream
+                .exchange(|_| 0)
+                .inspect(move |(id, text)| symbols_interner.adopt(*id, text))
+                .probe_with(&symbols_probe);
+            input
+        });
 
-            let mut result = Ok(());
-            {
-                let mut feed = |relation: RelationId, words: &[Word]| {
-                    if let Some(session) = sessions.get_mut(&relation) {
-                        session.insert(R::from_words(words));
-                    }
-                };
-                if let Err(error) = load(index, peers, &mut feed) {
-                    result = Err(error);
+        let mut result = Ok(());
+        {
+            let mut feed = |relation: RelationId, words: &[Word]| {
+                if let Some(session) = sessions.get_mut(&relation) {
+                    session.insert(R::from_words(words));
                 }
+            };
+            if let Err(error) = load(index, peers, &mut feed) {
+                result = Err(error);
             }
-            if index == 0 {
-                unit.insert(R::default());
+        }
+        if index == 0 {
+            unit.insert(R::default());
+        }
+        drop(sessions);
+        drop(unit);
+        worker.step_while(|| !probe.done());
+        if peers > 1 {
+            for (id, text) in interner.entries() {
+                symbols.send((id, text.to_string()));
             }
-            drop(sessions);
-            drop(unit);
-            worker.step_while(|| !probe.done());
-            if peers > 1 {
-                for (id, text) in interner.entries() {
-                    symbols.send((id, text.to_string()));
-                }
+        }
+        drop(symbols);
+        worker.step_while(|| !symbols_probe.done());
+        result?;
+        if index != 0 {
+            return Ok(None);
+        }
+        let mut changes = std::mem::take(&mut *buffer.borrow_mut());
+        consolidate(&mut changes);
+        let mut by_relation: HashMap<RelationId, Vec<R>> = HashMap::new();
+        for (relation, row, diff) in changes {
+            if diff > 0 {
+                by_relation.entry(relation).or_default().push(row);
             }
-            drop(symbols);
-            worker.step_while(|| !symbols_probe.done());
-            result?;
-            if index != 0 {
-                return Ok(None);
-            }
-            let mut changes = std::mem::take(&mut *buffer.borrow_mut());
-            consolidate(&mut changes);
-            let mut by_relation: HashMap<RelationId, Vec<R>> = HashMap::new();
-            for (relation, row, diff) in changes {
-                if diff > 0 {
-                    by_relation.entry(relation).or_default().push(row);
-                }
-            }
-            Ok(Some(by_relation.into_iter().collect()))
-        },
-    )?;
+        }
+        Ok(Some(by_relation.into_iter().collect()))
+    })?;
     let mut output = None;
     for result in guards.join() {
         match result {
