@@ -59,7 +59,7 @@ impl Default for Options {
 /// A tuple of values.
 pub type Tuple = Vec<Value>;
 
-/// The changes of one relation in one transaction.
+/// The changes of one relation in one transaction, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelationChanges {
     pub relation: String,
@@ -67,13 +67,49 @@ pub struct RelationChanges {
     pub rows: Vec<(Tuple, isize)>,
 }
 
-/// What one transaction changed.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+/// What one transaction changed: for every relation, the tuples that appeared (+1) and
+/// disappeared (-1).
+///
+/// A change set keeps its tuples as words, as compact as the dataflow's rows, and decodes them
+/// into values when asked: a load of millions of tuples costs no more than its words.
+#[derive(Clone, Default)]
 pub struct ChangeSet {
     /// The logical time of the transaction (0 for the program's own facts).
     pub time: u64,
-    /// Relations with changes, by name.
-    pub relations: Vec<RelationChanges>,
+    /// By relation name.
+    relations: Vec<Delta>,
+    interner: Interner,
+}
+
+#[derive(Clone)]
+struct Delta {
+    name: String,
+    types: Vec<Type>,
+    /// The tuples' words, one after the other.
+    words: Vec<Word>,
+    diffs: Vec<isize>,
+}
+
+impl Delta {
+    fn rows(&self, interner: &Interner) -> Vec<(Tuple, isize)> {
+        let arity = self.types.len();
+        let mut rows: Vec<(Tuple, isize)> = self
+            .diffs
+            .iter()
+            .enumerate()
+            .map(|(index, diff)| {
+                let words = &self.words[index * arity..(index + 1) * arity];
+                let tuple = words
+                    .iter()
+                    .zip(&self.types)
+                    .map(|(w, t)| value::decode(*w, *t, interner))
+                    .collect();
+                (tuple, *diff)
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
 }
 
 impl ChangeSet {
@@ -81,24 +117,63 @@ impl ChangeSet {
         self.relations.is_empty()
     }
 
-    /// The changes of one relation.
-    pub fn of(&self, relation: &str) -> &[(Tuple, isize)] {
-        self.relations
-            .iter()
-            .find(|r| r.relation == relation)
-            .map_or(&[], |r| &r.rows)
-    }
-
     /// The number of changed tuples, over all relations.
     pub fn len(&self) -> usize {
-        self.relations.iter().map(|r| r.rows.len()).sum()
+        self.relations.iter().map(|delta| delta.diffs.len()).sum()
+    }
+
+    /// The names of the relations with changes, sorted.
+    pub fn relations(&self) -> impl Iterator<Item = &str> {
+        self.relations.iter().map(|delta| delta.name.as_str())
+    }
+
+    /// The number of changed tuples of one relation.
+    pub fn count(&self, relation: &str) -> usize {
+        self.relations
+            .iter()
+            .find(|delta| delta.name == relation)
+            .map_or(0, |delta| delta.diffs.len())
+    }
+
+    /// The changes of one relation, sorted by tuple.
+    pub fn of(&self, relation: &str) -> Vec<(Tuple, isize)> {
+        self.relations
+            .iter()
+            .find(|delta| delta.name == relation)
+            .map_or_else(Vec::new, |delta| delta.rows(&self.interner))
+    }
+
+    /// Every relation's changes, decoded.
+    pub fn decoded(&self) -> Vec<RelationChanges> {
+        self.relations
+            .iter()
+            .map(|delta| RelationChanges {
+                relation: delta.name.clone(),
+                rows: delta.rows(&self.interner),
+            })
+            .collect()
+    }
+}
+
+impl PartialEq for ChangeSet {
+    fn eq(&self, other: &ChangeSet) -> bool {
+        self.time == other.time && self.decoded() == other.decoded()
+    }
+}
+
+impl fmt::Debug for ChangeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeSet")
+            .field("time", &self.time)
+            .field("relations", &self.decoded())
+            .finish()
     }
 }
 
 /// One `+1 rel(a, b)` line per change.
 impl fmt::Display for ChangeSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for relation in &self.relations {
+        for relation in self.decoded() {
             for (tuple, diff) in &relation.rows {
                 writeln!(f, "{:+} {}", diff, format_tuple(&relation.relation, tuple))?;
             }
@@ -135,14 +210,17 @@ impl Engine {
         let (dataflow, changes) =
             dataflow::start(program.clone(), interner.clone(), options.workers)
                 .map_err(EngineError::Dataflow)?;
-        let mut engine = Engine {
+        let initial = collect(&program, &interner, 0, |change| {
+            for (relation, words, diff) in &changes {
+                change(*relation, words, *diff);
+            }
+        });
+        Ok(Engine {
             program,
             interner,
             dataflow,
-            initial: ChangeSet::default(),
-        };
-        engine.initial = engine.decode_changes(0, changes);
-        Ok(engine)
+            initial,
+        })
     }
 
     pub fn program(&self) -> &ir::Program {
@@ -291,28 +369,37 @@ impl Engine {
             .map(|(word, ty)| value::decode(*word, *ty, &self.interner))
             .collect()
     }
+}
 
-    fn decode_changes(&self, time: u64, changes: WordUpdates) -> ChangeSet {
-        let mut by_relation: BTreeMap<RelationId, Vec<(Tuple, isize)>> = BTreeMap::new();
-        for (relation, words, diff) in changes {
-            let types: Vec<Type> = self.program.relations[relation].types().collect();
-            by_relation
-                .entry(relation)
-                .or_default()
-                .push((self.decode(&words, &types), diff));
-        }
-        let mut relations: Vec<RelationChanges> = by_relation
-            .into_iter()
-            .map(|(relation, mut rows)| {
-                rows.sort();
-                RelationChanges {
-                    relation: self.program.relations[relation].name.clone(),
-                    rows,
+/// Collects changes, given one by one, into a change set.
+fn collect(
+    program: &ir::Program,
+    interner: &Interner,
+    time: u64,
+    apply: impl FnOnce(&mut dyn FnMut(RelationId, &[Word], isize)),
+) -> ChangeSet {
+    {
+        let mut deltas: BTreeMap<RelationId, Delta> = BTreeMap::new();
+        apply(&mut |relation, words, diff| {
+            let delta = deltas.entry(relation).or_insert_with(|| {
+                let info = &program.relations[relation];
+                Delta {
+                    name: info.name.clone(),
+                    types: info.types().collect(),
+                    words: Vec::new(),
+                    diffs: Vec::new(),
                 }
-            })
-            .collect();
-        relations.sort_by(|a, b| a.relation.cmp(&b.relation));
-        ChangeSet { time, relations }
+            });
+            delta.words.extend_from_slice(words);
+            delta.diffs.push(diff);
+        });
+        let mut relations: Vec<Delta> = deltas.into_values().collect();
+        relations.sort_by(|a, b| a.name.cmp(&b.name));
+        ChangeSet {
+            time,
+            relations,
+            interner: interner.clone(),
+        }
     }
 }
 
@@ -391,11 +478,17 @@ impl Transaction<'_> {
                 }
             })
             .collect();
-        let changes = engine
-            .dataflow
-            .apply(updates)
-            .map_err(EngineError::Dataflow)?;
-        let time = engine.dataflow.time();
-        Ok(engine.decode_changes(time, changes))
+        let mut failure = None;
+        let time = engine.dataflow.time() + 1;
+        let dataflow = &mut engine.dataflow;
+        let changes = collect(&engine.program, &engine.interner, time, |change| {
+            if let Err(error) = dataflow.apply(updates, change) {
+                failure = Some(error);
+            }
+        });
+        match failure {
+            Some(error) => Err(EngineError::Dataflow(error)),
+            None => Ok(changes),
+        }
     }
 }

@@ -304,12 +304,15 @@ fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
                 take,
             } => {
                 let arrangement = env.arrangement(*relation, columns);
-                let row_key = row_key.clone();
-                let keyed = rows.map(move |row: R| (row.project(&row_key), row));
-                let (keep, take) = (keep.clone(), take.clone());
+                // The rows are arranged by their key, with only the positions the join keeps:
+                // narrower values, less to arrange.
+                let (row_key, keep) = (row_key.clone(), keep.clone());
+                let kept = keep.len();
+                let keyed = rows.map(move |row: R| (row.project(&row_key), row.project(&keep)));
+                let take = take.clone();
                 let combine = move |_key: &R, row: &R, tuple: &R| {
                     let mut builder = RowBuilder::new();
-                    for &position in &keep {
+                    for position in 0..kept {
                         builder.push(row.get(position));
                     }
                     for &column in &take {

@@ -23,8 +23,13 @@ pub type WordUpdates = Vec<(RelationId, Vec<Word>, isize)>;
 
 /// A running dataflow, whatever its row type.
 pub trait Dataflow: Send {
-    /// Applies net input updates at the next time; returns every relation's changes.
-    fn apply(&mut self, updates: WordUpdates) -> Result<WordUpdates, Failure>;
+    /// Applies net input updates at the next time, and calls `change` with every relation's
+    /// changes (relation, tuple, +1 or -1).
+    fn apply(
+        &mut self,
+        updates: WordUpdates,
+        change: &mut dyn FnMut(RelationId, &[Word], isize),
+    ) -> Result<(), Failure>;
     /// Calls `visit` on each tuple of `relation` that matches `pattern` (`None` matches anything).
     fn scan(&self, relation: RelationId, pattern: &[Option<Word>], visit: &mut dyn FnMut(&[Word]));
     fn contains(&self, relation: RelationId, tuple: &[Word]) -> bool;
@@ -39,15 +44,29 @@ struct Typed<R: Row> {
     arities: Vec<usize>,
 }
 
+/// The words of a row of a relation of `arity` columns (a `Vec` row drops trailing zeros).
+fn tuple_words<'a, R: Row>(row: &'a R, arity: usize, buffer: &'a mut Vec<Word>) -> &'a [Word] {
+    let words = row.words();
+    if words.len() >= arity {
+        &words[..arity]
+    } else {
+        buffer.clear();
+        buffer.extend_from_slice(words);
+        buffer.resize(arity, 0);
+        buffer
+    }
+}
+
 fn to_words<R: Row>(updates: runtime::Updates<R>, arities: &[usize]) -> WordUpdates {
+    let mut buffer = Vec::new();
     updates
         .into_iter()
         .map(|(relation, row, diff)| {
-            let arity = arities[relation];
-            let words = row.words();
-            let mut tuple = words[..arity.min(words.len())].to_vec();
-            tuple.resize(arity, 0);
-            (relation, tuple, diff)
+            (
+                relation,
+                tuple_words(&row, arities[relation], &mut buffer).to_vec(),
+                diff,
+            )
         })
         .collect()
 }
@@ -60,25 +79,34 @@ fn matches(words: &[Word], pattern: &[Option<Word>]) -> bool {
 }
 
 impl<R: Row> Dataflow for Typed<R> {
-    fn apply(&mut self, updates: WordUpdates) -> Result<WordUpdates, Failure> {
+    fn apply(
+        &mut self,
+        updates: WordUpdates,
+        change: &mut dyn FnMut(RelationId, &[Word], isize),
+    ) -> Result<(), Failure> {
         let updates = updates
             .into_iter()
             .map(|(relation, tuple, diff)| (relation, R::from_words(&tuple), diff))
             .collect();
         let changes = self.runtime.apply(updates)?;
-        Ok(to_words(changes, &self.arities))
+        let mut buffer = Vec::new();
+        for (relation, row, diff) in &changes {
+            change(
+                *relation,
+                tuple_words(row, self.arities[*relation], &mut buffer),
+                *diff,
+            );
+        }
+        Ok(())
     }
 
     fn scan(&self, relation: RelationId, pattern: &[Option<Word>], visit: &mut dyn FnMut(&[Word])) {
         let arity = self.arities[relation];
-        let mut buffer = vec![0; arity];
+        let mut buffer = Vec::new();
         for row in self.runtime.contents(relation) {
-            let words = row.words();
+            let words = tuple_words(row, arity, &mut buffer);
             if matches(words, pattern) {
-                for (i, slot) in buffer.iter_mut().enumerate() {
-                    *slot = words.get(i).copied().unwrap_or(0);
-                }
-                visit(&buffer);
+                visit(words);
             }
         }
     }

@@ -239,6 +239,7 @@ impl Planner<'_> {
                 }
                 layout = keep.iter().map(|&p| layout[p]).collect();
             }
+            self.width = self.width.max(layout.len());
         }
         Ok((Pipeline { start, steps }, layout))
     }
@@ -279,7 +280,9 @@ impl Planner<'_> {
                 }
                 let keep: Vec<usize> = (0..layout.len()).collect();
                 layout.extend(new_vars);
-                self.width = self.width.max(layout.len());
+                // The join's output is only as wide as what survives the projection that
+                // `pipeline` folds into it; the key is as wide as the shared variables.
+                self.width = self.width.max(row_key.len());
                 steps.push(Step::Join {
                     relation: atom.relation,
                     row_key,
@@ -390,7 +393,9 @@ impl Planner<'_> {
                 let _ = live_after;
             }
         }
-        self.width = self.width.max(layout.len());
+        if !matches!(literal, ir::Literal::Positive(_)) {
+            self.width = self.width.max(layout.len());
+        }
         Ok(())
     }
 }

@@ -21,8 +21,9 @@ use crate::ir::{self, RelationId};
 use crate::value::{Interner, Word};
 use differential_dataflow::AsCollection;
 use differential_dataflow::input::{Input, InputSession};
+use rustc_hash::FxHashSet;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -44,8 +45,8 @@ pub struct Runtime<R: Row> {
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
     /// The last completed time.
     time: Time,
-    contents: Vec<HashSet<R>>,
-    inputs: Vec<HashSet<R>>,
+    contents: Vec<FxHashSet<R>>,
+    inputs: Vec<FxHashSet<R>>,
 }
 
 /// A worker failure, as text; the runtime cannot be used after one.
@@ -154,8 +155,8 @@ impl<R: Row> Runtime<R> {
             replies,
             guards: Some(guards),
             time: 0,
-            contents: vec![HashSet::new(); relation_count],
-            inputs: vec![HashSet::new(); relation_count],
+            contents: vec![FxHashSet::default(); relation_count],
+            inputs: vec![FxHashSet::default(); relation_count],
         };
         let changes = runtime.receive()?;
         Ok((runtime, changes))
@@ -218,11 +219,11 @@ impl<R: Row> Runtime<R> {
         self.time
     }
 
-    pub fn contents(&self, relation: RelationId) -> &HashSet<R> {
+    pub fn contents(&self, relation: RelationId) -> &FxHashSet<R> {
         &self.contents[relation]
     }
 
-    pub fn inputs(&self, relation: RelationId) -> &HashSet<R> {
+    pub fn inputs(&self, relation: RelationId) -> &FxHashSet<R> {
         &self.inputs[relation]
     }
 }
