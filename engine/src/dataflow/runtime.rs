@@ -102,12 +102,16 @@ impl<R: Row> Runtime<R> {
                     }
                 }
                 let relations = build::build(scope, &program, &plan, &interner, &collections, unit);
+                let peers = scope.peers();
                 for (relation, collection) in relations.into_iter().enumerate() {
                     let buffer = buffer.clone();
-                    collection
-                        .inner
-                        .exchange(|_| 0)
-                        .as_collection()
+                    // Every change goes to worker 0; with one worker it is there already.
+                    let gathered = if peers > 1 {
+                        collection.inner.exchange(|_| 0).as_collection()
+                    } else {
+                        collection
+                    };
+                    gathered
                         .inspect_batch(move |_, data| {
                             let mut buffer = buffer.borrow_mut();
                             for (row, _, diff) in data.iter() {
@@ -141,7 +145,7 @@ impl<R: Row> Runtime<R> {
                 unit.insert(R::default());
             }
             complete(worker, &mut sessions, &mut unit, &mut time);
-            while let Ok(Command::Apply(updates)) = receiver.recv() {
+            while let Some(Command::Apply(updates)) = receive_soon(&receiver) {
                 for (relation, row, diff) in updates {
                     if let Some(session) = sessions.get_mut(&relation) {
                         session.update(row, diff);
@@ -163,7 +167,11 @@ impl<R: Row> Runtime<R> {
     }
 
     fn receive(&mut self) -> Result<Updates<R>, Failure> {
-        let changes = match self.replies.recv() {
+        let changes = match receive_soon(&self.replies) {
+            Some(reply) => Ok(reply),
+            None => Err(std::sync::mpsc::RecvError),
+        };
+        let changes = match changes {
             Ok(Ok(changes)) => changes,
             Ok(Err(failure)) => return Err(failure),
             Err(_) => return Err(self.failure()),
@@ -234,6 +242,23 @@ impl<R: Row> Drop for Runtime<R> {
         self.senders.clear();
         if let Some(guards) = self.guards.take() {
             drop(guards.join());
+        }
+    }
+}
+
+/// Receives the next message, or `None` once the sender is gone. A transaction and its reply
+/// follow each other closely, so it spins briefly before it blocks: a blocked thread takes tens
+/// of microseconds to wake, which would double the latency of a small transaction.
+fn receive_soon<T>(receiver: &Receiver<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_micros(100);
+    loop {
+        match receiver.try_recv() {
+            Ok(message) => return Some(message),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
+                std::hint::spin_loop();
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => return receiver.recv().ok(),
         }
     }
 }
