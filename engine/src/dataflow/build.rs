@@ -262,11 +262,7 @@ fn build_rule<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
     let head = rule.head_args.clone();
     let evaluator = Evaluator::new(interner.clone());
     rows.flat_map(move |row: R| {
-        let mut builder = RowBuilder::new();
-        for arg in &head {
-            builder.push(evaluator.eval(arg, row.words())?);
-        }
-        Some(builder.build::<R>())
+        R::try_from_fn(head.len(), |i| evaluator.eval(&head[i], row.words()))
     })
 }
 
@@ -311,14 +307,13 @@ fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
                 let keyed = rows.map(move |row: R| (row.project(&row_key), row.project(&keep)));
                 let take = take.clone();
                 let combine = move |_key: &R, row: &R, tuple: &R| {
-                    let mut builder = RowBuilder::new();
-                    for position in 0..kept {
-                        builder.push(row.get(position));
-                    }
-                    for &column in &take {
-                        builder.push(tuple.get(column));
-                    }
-                    Some(builder.build::<R>())
+                    Some(R::from_fn(kept + take.len(), |i| {
+                        if i < kept {
+                            row.get(i)
+                        } else {
+                            tuple.get(take[i - kept])
+                        }
+                    }))
                 };
                 match arrangement {
                     Arrangement::Local(arranged) => keyed.join_core(arranged, combine),

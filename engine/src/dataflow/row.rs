@@ -35,19 +35,27 @@ pub trait Row:
     /// A copy of the row with `word` at `index`.
     fn with(&self, index: usize, word: Word) -> Self;
 
+    /// A row of `length` words, the one at `i` being `word(i)`. Builds in place: no buffer to
+    /// clear for every record.
+    fn from_fn(length: usize, word: impl FnMut(usize) -> Word) -> Self;
+
+    /// As [`Row::from_fn`], but a `None` fails the whole row.
+    fn try_from_fn(length: usize, mut word: impl FnMut(usize) -> Option<Word>) -> Option<Self> {
+        let mut failed = false;
+        let row = Self::from_fn(length, |i| match word(i) {
+            Some(w) => w,
+            None => {
+                failed = true;
+                0
+            }
+        });
+        (!failed).then_some(row)
+    }
+
     /// A row of the words of `self` at `positions`, in that order.
     #[inline]
     fn project(&self, positions: &[usize]) -> Self {
-        let mut buffer = [0 as Word; 64];
-        if positions.len() <= buffer.len() {
-            for (slot, &position) in buffer.iter_mut().zip(positions) {
-                *slot = self.get(position);
-            }
-            Self::from_words(&buffer[..positions.len()])
-        } else {
-            let words: Vec<Word> = positions.iter().map(|&p| self.get(p)).collect();
-            Self::from_words(&words)
-        }
+        Self::from_fn(positions.len(), |i| self.get(positions[i]))
     }
 }
 
@@ -74,6 +82,15 @@ macro_rules! array_row {
                 row[index] = word;
                 row
             }
+
+            #[inline]
+            fn from_fn(length: usize, mut word: impl FnMut(usize) -> Word) -> Self {
+                let mut row = [0; $n];
+                for (i, slot) in row.iter_mut().enumerate().take(length) {
+                    *slot = word(i);
+                }
+                row
+            }
         }
     };
 }
@@ -95,6 +112,11 @@ impl Row for Vec<Word> {
 
     fn words(&self) -> &[Word] {
         self
+    }
+
+    fn from_fn(length: usize, word: impl FnMut(usize) -> Word) -> Self {
+        let words: Vec<Word> = (0..length).map(word).collect();
+        Vec::<Word>::from_words(&words)
     }
 
     fn with(&self, index: usize, word: Word) -> Self {
