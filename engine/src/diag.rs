@@ -138,7 +138,8 @@ impl SourceMap {
             diagnostic.severity,
             diagnostic.message
         );
-        if !self.files.is_empty() {
+        // A file that could not be read has no line to show.
+        if !self.files.is_empty() && !self.file(diagnostic.span.file).text.is_empty() {
             let file = self.file(diagnostic.span.file);
             let (line, column) = file.line_col(diagnostic.span.start as usize);
             let text = file.line_text(line);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// A problem reading or writing a relation's file.
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
-    #[error("{path}: cannot read the facts of `{relation}`: {source}")]
+    #[error("{path}: cannot read the facts of `{relation}`")]
     Read {
         relation: String,
         path: PathBuf,
@@ -27,7 +27,7 @@ pub enum IoError {
         line: usize,
         message: String,
     },
-    #[error("{path}: cannot write the output of `{relation}`: {source}")]
+    #[error("{path}: cannot write the output of `{relation}`")]
     Write {
         relation: String,
         path: PathBuf,
