@@ -89,39 +89,15 @@ impl<R: Row> Runtime<R> {
             let Some(receiver) = receiver else { return };
             let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
             let probe = ProbeHandle::new();
-            let (mut sessions, mut unit) = worker.dataflow::<Time, _, _>(|scope| {
-                let (unit_session, unit) = scope.new_collection::<R, isize>();
-                let mut sessions: HashMap<RelationId, InputSession<Time, R, isize>> =
-                    HashMap::new();
-                let mut collections = HashMap::new();
-                for (relation, info) in program.relations.iter().enumerate() {
-                    if info.writable {
-                        let (session, collection) = scope.new_collection::<R, isize>();
-                        sessions.insert(relation, session);
-                        collections.insert(relation, collection);
-                    }
-                }
-                let relations = build::build(scope, &program, &plan, &interner, &collections, unit);
-                let peers = scope.peers();
-                for (relation, collection) in relations.into_iter().enumerate() {
-                    let buffer = buffer.clone();
-                    // Every change goes to worker 0; with one worker it is there already.
-                    let gathered = if peers > 1 {
-                        collection.inner.exchange(|_| 0).as_collection()
-                    } else {
-                        collection
-                    };
-                    gathered
-                        .inspect_batch(move |_, data| {
-                            let mut buffer = buffer.borrow_mut();
-                            for (row, _, diff) in data.iter() {
-                                buffer.push((relation, row.clone(), *diff));
-                            }
-                        })
-                        .probe_with(&probe);
-                }
-                (sessions, unit_session)
-            });
+            let (mut sessions, mut unit) = construct(
+                worker,
+                &program,
+                &plan,
+                &interner,
+                &|_| true,
+                &buffer,
+                &probe,
+            );
             let mut time: Time = 0;
             let complete = |worker: &mut timely::worker::Worker,
                             sessions: &mut HashMap<RelationId, InputSession<Time, R, isize>>,
@@ -246,6 +222,61 @@ impl<R: Row> Drop for Runtime<R> {
     }
 }
 
+/// The sessions that feed a worker's dataflow: one per writable relation, and the unit row.
+type Sessions<R> = (
+    HashMap<RelationId, InputSession<Time, R, isize>>,
+    InputSession<Time, R, isize>,
+);
+
+/// Builds the program's dataflow in a worker, with an input session per writable relation and
+/// one for the unit row. The changes of every relation that `captured` selects are gathered at
+/// worker 0 into `buffer`, and `probe` follows them.
+fn construct<R: Row>(
+    worker: &mut timely::worker::Worker,
+    program: &ir::Program,
+    plan: &Plan,
+    interner: &Interner,
+    captured: &dyn Fn(RelationId) -> bool,
+    buffer: &Rc<RefCell<Updates<R>>>,
+    probe: &ProbeHandle<Time>,
+) -> Sessions<R> {
+    worker.dataflow::<Time, _, _>(|scope| {
+        let (unit_session, unit) = scope.new_collection::<R, isize>();
+        let mut sessions = HashMap::new();
+        let mut collections = HashMap::new();
+        for (relation, info) in program.relations.iter().enumerate() {
+            if info.writable {
+                let (session, collection) = scope.new_collection::<R, isize>();
+                sessions.insert(relation, session);
+                collections.insert(relation, collection);
+            }
+        }
+        let relations = build::build(scope, program, plan, interner, &collections, unit);
+        let peers = scope.peers();
+        for (relation, collection) in relations.into_iter().enumerate() {
+            if !captured(relation) {
+                continue;
+            }
+            let buffer = buffer.clone();
+            // Every change goes to worker 0; with one worker it is there already.
+            let gathered = if peers > 1 {
+                collection.inner.exchange(|_| 0).as_collection()
+            } else {
+                collection
+            };
+            gathered
+                .inspect_batch(move |_, data| {
+                    let mut buffer = buffer.borrow_mut();
+                    for (row, _, diff) in data.iter() {
+                        buffer.push((relation, row.clone(), *diff));
+                    }
+                })
+                .probe_with(probe);
+        }
+        (sessions, unit_session)
+    })
+}
+
 /// Receives the next message, or `None` once the sender is gone. A transaction and its reply
 /// follow each other closely, so it spins briefly before it blocks: a blocked thread takes tens
 /// of microseconds to wake, which would double the latency of a small transaction.
@@ -308,37 +339,16 @@ pub fn run_batch<R: Row>(
         let peers = worker.peers();
         let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
         let probe = ProbeHandle::new();
-        let (mut sessions, mut unit) = worker.dataflow::<Time, _, _>(|scope| {
-            let (unit_session, unit) = scope.new_collection::<R, isize>();
-            let mut sessions: HashMap<RelationId, InputSession<Time, R, isize>> = HashMap::new();
-            let mut collections = HashMap::new();
-            for (relation, info) in program.relations.iter().enumerate() {
-                if info.writable {
-                    let (session, collection) = scope.new_collection::<R, isize>();
-                    sessions.insert(relation, session);
-                    collections.insert(relation, collection);
-                }
-            }
-            let relations = build::build(scope, &program, &plan, &interner, &collections, unit);
-            for (relation, collection) in relations.into_iter().enumerate() {
-                if !wanted.contains(&relation) {
-                    continue;
-                }
-                let buffer = buffer.clone();
-                collection
-                    .inner
-                    .exchange(|_| 0)
-                    .as_collection()
-                    .inspect_batch(move |_, data| {
-                        let mut buffer = buffer.borrow_mut();
-                        for (row, _, diff) in data.iter() {
-                            buffer.push((relation, row.clone(), *diff));
-                        }
-                    })
-                    .probe_with(&probe);
-            }
-            (sessions, unit_session)
-        });
+        let wanted_relation = |relation: RelationId| wanted.contains(&relation);
+        let (mut sessions, mut unit) = construct(
+            worker,
+            &program,
+            &plan,
+            &interner,
+            &wanted_relation,
+            &buffer,
+            &probe,
+        );
         // A second dataflow gathers every process's symbols at worker 0.
         let symbols_probe = ProbeHandle::new();
         let symbols_interner = interner.clone();
