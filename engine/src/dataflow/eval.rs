@@ -379,15 +379,8 @@ fn power_signed(base: i64, exponent: i64) -> i64 {
             _ => 0,
         };
     }
-    let (mut result, mut base, mut exponent) = (1i64, base, exponent as u64);
-    while exponent > 0 {
-        if exponent & 1 == 1 {
-            result = result.wrapping_mul(base);
-        }
-        base = base.wrapping_mul(base);
-        exponent >>= 1;
-    }
-    result
+    // Wrapping multiplication is the same on the two's-complement bits.
+    power_unsigned(base as u64, exponent as u64) as i64
 }
 
 fn power_unsigned(base: u64, mut exponent: u64) -> u64 {
@@ -499,6 +492,8 @@ mod tests {
     #[test]
     fn powers_follow_the_documented_rules() {
         assert_eq!(power_signed(2, 10), 1024);
+        assert_eq!(power_signed(-2, 3), -8);
+        assert_eq!(power_signed(3, 41), 3i64.wrapping_pow(41));
         assert_eq!(power_signed(2, -1), 0);
         assert_eq!(power_signed(-1, -3), -1);
         assert_eq!(power_unsigned(3, 3), 27);
