@@ -1,5 +1,7 @@
 //! The `vigil` command line: thin glue over `vigil-engine`.
 
+mod repl;
+mod replay;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -17,12 +19,18 @@ struct Cli {
 enum Command {
     /// Evaluates a Soufflé program once, like `souffle`: reads `.input` facts, writes `.output`s.
     Run(run::RunArgs),
+    /// Applies a trace of timed transactions (JSON lines or MessagePack) and prints every change set.
+    Replay(replay::ReplayArgs),
+    /// The interactive query loop: queries, inserts and retractions, `why`, `whatif`.
+    Repl(repl::ReplArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Replay(args) => replay::replay(args),
+        Command::Repl(args) => repl::repl(args),
     };
     match result {
         Ok(code) => code,

@@ -338,6 +338,7 @@ impl Checker {
                 eqrel,
                 derived: false,
                 writable: false,
+                feed: ir::Feed::default(),
             });
         }
     }
@@ -459,6 +460,99 @@ impl Checker {
         for (id, relation) in self.relations.iter_mut().enumerate() {
             relation.derived = derived.contains(&id);
             relation.writable = relation.input.is_some() || !relation.derived;
+        }
+        self.resolve_feeds();
+    }
+
+    /// Reads `IO=stream`, `key`, `stamp` and `IO=clock` into each input relation's [`ir::Feed`].
+    fn resolve_feeds(&mut self) {
+        let mut clock: Option<String> = None;
+        for id in 0..self.relations.len() {
+            let relation = &self.relations[id];
+            let Some(input) = relation.input.clone() else {
+                continue;
+            };
+            let span = input.span;
+            let name = relation.name.clone();
+            let columns = relation.columns.clone();
+            let io = input.get("IO").unwrap_or("file");
+            let mut feed = ir::Feed {
+                stream: io == "stream",
+                clock: io == "clock",
+                ..ir::Feed::default()
+            };
+            let column_of = |text: &str| columns.iter().position(|c| c.name == text.trim());
+            let known = columns
+                .iter()
+                .map(|c| format!("`{}`", c.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Some(key) = input.get("key") {
+                let mut list = Vec::new();
+                for part in key.split(',') {
+                    match column_of(part) {
+                        Some(column) if list.contains(&column) => self.error(
+                            span,
+                            format!("column `{}` appears twice in the key of `{name}`", part.trim()),
+                        ),
+                        Some(column) => list.push(column),
+                        None => self.diagnostics.push(
+                            Diagnostic::error(
+                                span,
+                                format!("the key of `{name}` names `{}`, which is not one of its columns", part.trim()),
+                            )
+                            .with_hint(format!("the columns are {known}")),
+                        ),
+                    }
+                }
+                list.sort_unstable();
+                feed.key = Some(list);
+            }
+            if let Some(stamp) = input.get("stamp") {
+                match column_of(stamp) {
+                    None => self.diagnostics.push(
+                        Diagnostic::error(
+                            span,
+                            format!("the stamp of `{name}` names `{stamp}`, which is not one of its columns"),
+                        )
+                        .with_hint(format!("the columns are {known}")),
+                    ),
+                    Some(_) if feed.key.is_none() => self.diagnostics.push(
+                        Diagnostic::error(span, format!("`stamp` on `{name}` needs a `key`"))
+                            .with_hint("a stamp records when the non-key columns of a key last changed"),
+                    ),
+                    Some(column) if !feed.is_key(column) && columns[column].ty == Type::Number => {
+                        feed.stamp = Some(column);
+                    }
+                    Some(column) if columns[column].ty != Type::Number => self.error(
+                        span,
+                        format!("the stamp column `{stamp}` of `{name}` must be a `number` (seconds), not a `{}`", columns[column].ty),
+                    ),
+                    Some(_) => self.error(
+                        span,
+                        format!("the stamp column `{stamp}` of `{name}` must not be a key column"),
+                    ),
+                }
+            }
+            if feed.clock {
+                if columns.len() != 1 || columns[0].ty != Type::Number {
+                    self.error(
+                        span,
+                        format!("the clock relation `{name}` must have one `number` column (the time in seconds)"),
+                    );
+                }
+                if feed.key.is_some() || feed.stamp.is_some() {
+                    self.error(span, format!("the clock relation `{name}` takes no `key` or `stamp`"));
+                }
+                if let Some(other) = &clock {
+                    self.error(
+                        span,
+                        format!("`{name}` and `{other}` are both clocks; a program has one"),
+                    );
+                }
+                clock = Some(name.clone());
+            }
+            self.relations[id].feed = feed;
         }
     }
 

@@ -7,10 +7,13 @@
 //! Every item of a transaction is validated (relation, writability, arity, types) before
 //! anything is applied, so a transaction is applied whole or not at all.
 
-use crate::dataflow::{self, Dataflow, WordUpdates};
+use crate::dataflow::{self, Dataflow};
+use crate::subscription::{self, Publisher, Subscription};
+use crate::transaction::{Resolution, Transaction};
 use crate::ir::{self, RelationId};
 use crate::value::{self, Interner, Type, Value, Word};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::fmt;
 use std::sync::Arc;
 
@@ -39,6 +42,12 @@ pub enum EngineError {
     Rejected(String),
     #[error("{0}")]
     Symbol(String),
+    #[error("`{0}` is the clock: it moves with the transactions' times, not by writes")]
+    Clock(String),
+    #[error("{0}")]
+    Wildcard(String),
+    #[error("{0}")]
+    Facts(String),
     #[error("the dataflow failed: {0}")]
     Dataflow(String),
 }
@@ -76,8 +85,12 @@ pub struct RelationChanges {
 pub struct ChangeSet {
     /// The logical time of the transaction (0 for the program's own facts).
     pub time: u64,
+    /// The transaction's event time, in seconds (what the clock relation holds).
+    pub now: i64,
     /// By relation name.
     relations: Vec<Delta>,
+    /// Retractions of tuples that were not there: they changed nothing.
+    pub absent: Vec<Absent>,
     interner: Interner,
 }
 
@@ -194,12 +207,60 @@ pub fn format_tuple(relation: &str, tuple: &[Value]) -> String {
     format!("{relation}({})", values.join(", "))
 }
 
+/// A retraction of a tuple that was not there (`None` for a `_` field).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Absent {
+    pub relation: String,
+    pub fields: Vec<Option<Value>>,
+}
+
+impl fmt::Display for Absent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_fields(&self.relation, &self.fields))
+    }
+}
+
+/// `rel(1, _, "a")`: a tuple whose fields may be `_`.
+pub fn format_fields(relation: &str, fields: &[Option<Value>]) -> String {
+    let values: Vec<String> = fields
+        .iter()
+        .map(|field| match field {
+            None => "_".to_string(),
+            Some(Value::Symbol(text)) => format!("{:?}", &**text),
+            Some(other) => other.to_string(),
+        })
+        .collect();
+    format!("{relation}({})", values.join(", "))
+}
+
+/// Where an input tuple came from: the transaction that inserted it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The logical time of the transaction.
+    pub time: u64,
+    /// Its event time, in seconds.
+    pub now: i64,
+    /// The event that brought it in, if the transaction named one (a facts file, a trace
+    /// line, an adapter's reading).
+    pub event: Option<Arc<str>>,
+}
+
 /// A loaded program and the state of its relations.
 pub struct Engine {
     program: Arc<ir::Program>,
     interner: Interner,
     dataflow: Box<dyn Dataflow>,
     initial: ChangeSet,
+    /// Transactions committed; what-ifs do not count.
+    time: u64,
+    /// The event time of the last transaction, in seconds.
+    now: i64,
+    clock: Option<RelationId>,
+    /// For each keyed relation, the tuple that holds each key.
+    keys: HashMap<RelationId, HashMap<Vec<Word>, Vec<Word>>>,
+    /// Who brought each input tuple in.
+    origins: HashMap<(RelationId, Vec<Word>), Origin>,
+    subscribers: Vec<Publisher>,
 }
 
 impl Engine {
@@ -215,12 +276,61 @@ impl Engine {
                 change(*relation, words, *diff);
             }
         });
-        Ok(Engine {
+                let clock = program
+            .relations
+            .iter()
+            .position(|relation| relation.feed.clock);
+        let mut engine = Engine {
             program,
             interner,
             dataflow,
             initial,
-        })
+            time: 0,
+            now: 0,
+            clock,
+            keys: HashMap::new(),
+            origins: HashMap::new(),
+            subscribers: Vec::new(),
+        };
+        if let Some(clock) = clock {
+            // The clock starts at 0, with the program's own facts.
+            let updates = vec![(clock, vec![0], 1)];
+            let start = engine.run(updates.clone(), 0, 0)?;
+            engine.initial = merge(&engine.initial, &start);
+            let mut resolution = Resolution {
+                updates,
+                keys: Vec::new(),
+                events: HashMap::from([((clock, vec![0]), Some(Arc::from("the clock")))]),
+                absent: Vec::new(),
+                now: 0,
+            };
+            engine.record(&mut resolution, 0);
+        }
+        Ok(engine)
+    }
+
+    /// Inserts the facts of every `.input` relation from `dir` (`R.facts`, or the directive's
+    /// `filename`) in one transaction. A stream relation's file may be missing; a file
+    /// relation's may not. Tuples are restored as written, stamps included.
+    pub fn load_facts(&mut self, dir: &Path) -> Result<ChangeSet, EngineError> {
+        let program = self.program.clone();
+        let mut transaction = self.transaction();
+        for relation in &program.relations {
+            if relation.input.is_none() || relation.feed.clock {
+                continue;
+            }
+            let path = crate::io::facts_path(relation, dir);
+            if relation.feed.stream && !path.exists() {
+                continue;
+            }
+            let tuples = crate::io::read_facts(relation, dir)
+                .map_err(|error| EngineError::Facts(format!("{error:#}")))?;
+            let event: Arc<str> = Arc::from(path.display().to_string());
+            for tuple in tuples {
+                transaction.restore(&relation.name, &tuple, event.clone())?;
+            }
+        }
+        transaction.commit()
     }
 
     pub fn program(&self) -> &ir::Program {
@@ -236,17 +346,125 @@ impl Engine {
         &self.initial
     }
 
-    /// The time of the last committed transaction.
+        /// The logical time of the last committed transaction (0 before the first).
     pub fn time(&self) -> u64 {
-        self.dataflow.time()
+        self.time
     }
 
+    /// The event time of the last committed transaction, in seconds: what the clock relation
+    /// holds (0 before the first transaction that gives a time).
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// Opens a transaction. Nothing is applied until it commits.
     pub fn transaction(&mut self) -> Transaction<'_> {
-        Transaction {
-            engine: self,
-            items: BTreeMap::new(),
-            error: None,
-        }
+        Transaction::new(self)
+    }
+
+    /// Where an input tuple came from, if it is in its relation.
+    pub fn origin(&self, relation: RelationId, tuple: &[Word]) -> Option<&Origin> {
+        self.origins.get(&(relation, tuple.to_vec()))
+    }
+
+    /// Follows the changes of one relation: the first batch is its current contents (as +1
+    /// rows, from time 0 to now), then one batch per transaction that changes it, in time
+    /// order. See [`Subscription`] for what happens when the consumer falls behind.
+    pub fn subscribe(
+        &mut self,
+        relation: &str,
+        capacity: usize,
+    ) -> Result<Subscription, EngineError> {
+        let snapshot: Vec<(Tuple, isize)> = self
+            .read(relation, &[])?
+            .into_iter()
+            .map(|tuple| (tuple, 1))
+            .collect();
+        let (subscription, publisher) =
+            subscription::channel(relation, capacity, self.time, snapshot);
+        self.subscribers.push(publisher);
+        Ok(subscription)
+    }
+
+    pub(crate) fn commit(
+        &mut self,
+        mut resolution: Resolution,
+    ) -> Result<ChangeSet, EngineError> {
+        let time = self.time + 1;
+        let updates = std::mem::take(&mut resolution.updates);
+        let mut changes = self.run(updates.clone(), time, resolution.now)?;
+        resolution.updates = updates;
+        self.record(&mut resolution, time);
+        self.time = time;
+        self.now = resolution.now;
+        changes.absent = resolution.absent;
+        self.subscribers
+            .retain(|publisher| publisher.publish(&changes));
+        Ok(changes)
+    }
+
+    pub(crate) fn what_if(&mut self, resolution: Resolution) -> Result<ChangeSet, EngineError> {
+        let inverse = resolution
+            .updates
+            .iter()
+            .map(|(relation, tuple, diff)| (*relation, tuple.clone(), -diff))
+            .collect();
+        let mut changes = self.run(resolution.updates, self.time + 1, resolution.now)?;
+        self.run(inverse, self.time, self.now)?;
+        changes.absent = resolution.absent;
+        Ok(changes)
+    }
+
+    pub(crate) fn clock(&self) -> Option<RelationId> {
+        self.clock
+    }
+
+    pub(crate) fn program_arc(&self) -> Arc<ir::Program> {
+        self.program.clone()
+    }
+
+    pub(crate) fn dataflow_mut(&mut self) -> &mut dyn Dataflow {
+        &mut *self.dataflow
+    }
+
+    pub(crate) fn input_contains(&self, relation: RelationId, tuple: &[Word]) -> bool {
+        self.dataflow.input_contains(relation, tuple)
+    }
+
+    pub(crate) fn key_holder(&self, relation: RelationId, key: &[Word]) -> Option<Vec<Word>> {
+        self.keys.get(&relation)?.get(key).cloned()
+    }
+
+    pub(crate) fn set_key_holder(
+        &mut self,
+        relation: RelationId,
+        key: Vec<Word>,
+        holder: Option<Vec<Word>>,
+    ) {
+        let table = self.keys.entry(relation).or_default();
+        match holder {
+            Some(tuple) => table.insert(key, tuple),
+            None => table.remove(&key),
+        };
+    }
+
+    pub(crate) fn origins_mut(&mut self) -> &mut HashMap<(RelationId, Vec<Word>), Origin> {
+        &mut self.origins
+    }
+
+    /// Calls `visit` on each tuple of `relation`, as words, that matches `pattern` (`None`
+    /// matches anything).
+    pub(crate) fn scan_words(
+        &self,
+        relation: RelationId,
+        pattern: &[Option<Word>],
+        visit: &mut dyn FnMut(&[Word]),
+    ) {
+        self.dataflow.scan(relation, pattern, visit)
+    }
+
+    pub(crate) fn contains_words(&self, relation: RelationId, tuple: &[Word]) -> bool {
+        self.dataflow.contains(relation, tuple)
     }
 
     /// The id of a relation.
@@ -311,7 +529,7 @@ impl Engine {
 
     /// Converts a value to the column's type where that loses nothing (an integer literal into
     /// an unsigned or float column), or fails with a type error.
-    fn coerce(
+    pub(crate) fn coerce(
         &self,
         relation: RelationId,
         column: usize,
@@ -339,7 +557,7 @@ impl Engine {
         })
     }
 
-    fn encode_tuple(
+    pub(crate) fn encode_tuple(
         &self,
         relation: RelationId,
         tuple: &[Value],
@@ -362,7 +580,7 @@ impl Engine {
             .collect()
     }
 
-    fn decode(&self, words: &[Word], types: &[Type]) -> Tuple {
+    pub(crate) fn decode(&self, words: &[Word], types: &[Type]) -> Tuple {
         words
             .iter()
             .zip(types)
@@ -372,7 +590,7 @@ impl Engine {
 }
 
 /// Collects changes, given one by one, into a change set.
-fn collect(
+pub(crate) fn collect(
     program: &ir::Program,
     interner: &Interner,
     time: u64,
@@ -397,98 +615,56 @@ fn collect(
         relations.sort_by(|a, b| a.name.cmp(&b.name));
         ChangeSet {
             time,
+            now: 0,
             relations,
+            absent: Vec::new(),
             interner: interner.clone(),
         }
     }
 }
 
-/// Changes to apply together. Nothing is applied until [`Transaction::commit`]; dropping the
-/// transaction discards it.
-pub struct Transaction<'e> {
-    engine: &'e mut Engine,
-    /// The last write to each tuple: true to insert, false to retract.
-    items: BTreeMap<(RelationId, Vec<Word>), bool>,
-    /// The first invalid item; the transaction cannot commit.
-    error: Option<EngineError>,
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for publisher in &self.subscribers {
+            publisher.close();
+        }
+    }
 }
 
-impl Transaction<'_> {
-    /// Inserts a tuple into an input relation.
-    pub fn insert(&mut self, relation: &str, tuple: &[Value]) -> Result<(), EngineError> {
-        self.write(relation, tuple, true)
-    }
-
-    /// Retracts a tuple from an input relation.
-    pub fn retract(&mut self, relation: &str, tuple: &[Value]) -> Result<(), EngineError> {
-        self.write(relation, tuple, false)
-    }
-
-    fn write(&mut self, relation: &str, tuple: &[Value], insert: bool) -> Result<(), EngineError> {
-        let result = self.validate(relation, tuple);
-        match result {
-            Ok((id, words)) => {
-                self.items.insert((id, words), insert);
-                Ok(())
-            }
-            Err(error) => {
-                self.error.get_or_insert_with(|| error.clone());
-                Err(error)
-            }
+/// The net changes of two consecutive change sets, as one (at the later one's times).
+pub(crate) fn merge(first: &ChangeSet, second: &ChangeSet) -> ChangeSet {
+    let mut net: BTreeMap<(String, Vec<Word>), (Vec<Type>, isize)> = BTreeMap::new();
+    for delta in first.relations.iter().chain(&second.relations) {
+        let arity = delta.types.len();
+        for (index, diff) in delta.diffs.iter().enumerate() {
+            let words = delta.words[index * arity..(index + 1) * arity].to_vec();
+            net.entry((delta.name.clone(), words))
+                .or_insert_with(|| (delta.types.clone(), 0))
+                .1 += diff;
         }
     }
-
-    fn validate(
-        &self,
-        relation: &str,
-        tuple: &[Value],
-    ) -> Result<(RelationId, Vec<Word>), EngineError> {
-        let id = self.engine.relation(relation)?;
-        if !self.engine.program.relations[id].writable {
-            return Err(EngineError::NotWritable(relation.to_string()));
+    let mut relations: Vec<Delta> = Vec::new();
+    for ((name, words), (types, diff)) in net {
+        if diff == 0 {
+            continue;
         }
-        Ok((id, self.engine.encode_tuple(id, tuple)?))
-    }
-
-    /// The number of items written.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Applies every change at the next logical time, and returns what changed. Fails, and
-    /// applies nothing, if any item was invalid.
-    pub fn commit(self) -> Result<ChangeSet, EngineError> {
-        if let Some(error) = self.error {
-            return Err(EngineError::Rejected(error.to_string()));
+        if relations.last().is_none_or(|delta| delta.name != name) {
+            relations.push(Delta {
+                name,
+                types,
+                words: Vec::new(),
+                diffs: Vec::new(),
+            });
         }
-        let engine = self.engine;
-        let updates: WordUpdates = self
-            .items
-            .into_iter()
-            .filter_map(|((relation, words), insert)| {
-                let present = engine.dataflow.input_contains(relation, &words);
-                match (insert, present) {
-                    (true, false) => Some((relation, words, 1)),
-                    (false, true) => Some((relation, words, -1)),
-                    _ => None,
-                }
-            })
-            .collect();
-        let mut failure = None;
-        let time = engine.dataflow.time() + 1;
-        let dataflow = &mut engine.dataflow;
-        let changes = collect(&engine.program, &engine.interner, time, |change| {
-            if let Err(error) = dataflow.apply(updates, change) {
-                failure = Some(error);
-            }
-        });
-        match failure {
-            Some(error) => Err(EngineError::Dataflow(error)),
-            None => Ok(changes),
-        }
+        let delta = relations.last_mut().expect("pushed above");
+        delta.words.extend(words);
+        delta.diffs.push(diff);
+    }
+    ChangeSet {
+        time: second.time,
+        now: second.now,
+        relations,
+        absent: first.absent.iter().chain(&second.absent).cloned().collect(),
+        interner: second.interner.clone(),
     }
 }

@@ -106,6 +106,31 @@ pub struct Relation {
     /// Tuples can be inserted and retracted at run time: the relation has an `.input` directive
     /// or no clause at all.
     pub writable: bool,
+    /// How run-time writes treat the relation (`IO=stream`, `key`, `stamp`, `IO=clock`).
+    pub feed: Feed,
+}
+
+/// How a writable relation is fed at run time, from its `.input` directive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Feed {
+    /// `IO=stream`: events insert and retract its tuples; initial facts are read from the facts
+    /// directory only if the file is there.
+    pub stream: bool,
+    /// `key="a,b"`: the key columns, in column order. An insert replaces the tuple that holds
+    /// the same key (an upsert); a retraction may leave the other columns `_`.
+    pub key: Option<Vec<usize>>,
+    /// `stamp="t"`: a `number` column the engine fills with the time at which the tuple's other
+    /// non-key columns last changed.
+    pub stamp: Option<usize>,
+    /// `IO=clock`: the one tuple is the current time in seconds, advanced by transactions.
+    pub clock: bool,
+}
+
+impl Feed {
+    /// Whether `column` is a key column (every column is, without a key).
+    pub fn is_key(&self, column: usize) -> bool {
+        self.key.as_ref().is_none_or(|key| key.contains(&column))
+    }
 }
 
 impl Relation {

@@ -16,10 +16,15 @@ pub mod check;
 pub mod dataflow;
 pub mod diag;
 mod engine;
+pub mod explain;
+mod engine;
 pub mod io;
 pub mod ir;
+pub mod query;
 pub mod reference;
+pub mod subscription;
 pub mod syntax;
+mod transaction;
 pub mod value;
 
 use diag::{Diagnostic, SourceMap};
@@ -71,5 +76,10 @@ fn finish(
     Ok(program)
 }
 
-pub use engine::{ChangeSet, Engine, EngineError, Options, RelationChanges, Transaction, Tuple};
+pub use engine::{
+    Absent, ChangeSet, Engine, EngineError, Options, Origin, RelationChanges, Tuple, format_fields,
+    format_tuple,
+};
+pub use subscription::{Subscription, ViewChanges};
+pub use transaction::{Op, Transaction};
 pub use value::{Type, Value};
