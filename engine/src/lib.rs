@@ -17,7 +17,6 @@ pub mod dataflow;
 pub mod diag;
 mod engine;
 pub mod explain;
-mod engine;
 pub mod io;
 pub mod ir;
 pub mod query;
