@@ -3,7 +3,8 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use vigil_engine::ir::Program;
 use std::process::ExitCode;
 use std::sync::Arc;
 use vigil_engine::value::{self, Interner, Word};
@@ -27,19 +28,26 @@ pub struct RunArgs {
     timely: Vec<String>,
 }
 
-pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let program = match vigil_engine::compile_file(&args.program) {
-        Ok(program) => program,
+/// Compiles the program at `path`, or prints every problem with it to standard error.
+pub fn compile(path: &Path) -> Option<Program> {
+    match vigil_engine::compile_file(path) {
+        Ok(program) => Some(program),
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
             let count = diagnostics.list.iter().filter(|d| d.is_error()).count();
             eprintln!(
                 "{count} error{} in {}",
                 if count == 1 { "" } else { "s" },
-                args.program.display()
+                path.display()
             );
-            return Ok(ExitCode::FAILURE);
+            None
         }
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let Some(program) = compile(&args.program) else {
+        return Ok(ExitCode::FAILURE);
     };
     if args.jobs == 0 {
         bail!("-j takes a number of worker threads, at least 1");
@@ -50,13 +58,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // share.
     let mut facts: Vec<(usize, Vec<Word>)> = Vec::new();
     for (id, relation) in program.relations.iter().enumerate() {
-        if relation.input.is_none()
-            || relation
-                .input
-                .as_ref()
-                .and_then(|p| p.get("IO"))
-                .is_some_and(|io| io != "file")
-        {
+        if relation.input.is_none() {
+            continue;
+        }
+        // A stream's initial facts are optional; the clock starts at 0.
+        if relation.feed.clock {
+            facts.push((id, vec![0]));
+            continue;
+        }
+        if relation.feed.stream && !io::facts_path(relation, &args.facts).exists() {
             continue;
         }
         let tuples = io::read_facts(relation, &args.facts)?;

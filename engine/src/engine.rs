@@ -30,10 +30,12 @@ pub enum EngineError {
         expected: usize,
         given: usize,
     },
-    #[error("column {column} of `{relation}` is a `{expected}`, but `{given}` is a `{given_type}`")]
+    #[error("column `{name}` of `{relation}` is a `{expected}`, but `{given}` is a `{given_type}`")]
     Type {
         relation: String,
+        /// The column's position, from 0, and its name.
         column: usize,
+        name: String,
         expected: Type,
         given: String,
         given_type: Type,
@@ -154,6 +156,16 @@ impl ChangeSet {
             .iter()
             .find(|delta| delta.name == relation)
             .map_or_else(Vec::new, |delta| delta.rows(&self.interner))
+    }
+
+    /// Keeps only the relations `keep` selects.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.relations.retain(|delta| keep(&delta.name));
+    }
+
+    /// The net changes of this change set followed by `next`, as one, at `next`'s times.
+    pub fn then(&self, next: &ChangeSet) -> ChangeSet {
+        merge(self, next)
     }
 
     /// Every relation's changes, decoded.
@@ -548,6 +560,7 @@ impl Engine {
         converted.ok_or_else(|| EngineError::Type {
             relation: info.name.clone(),
             column,
+            name: info.columns[column].name.clone(),
             expected,
             given: match value {
                 Value::Symbol(text) => format!("{:?}", &**text),

@@ -23,6 +23,7 @@ pub mod query;
 pub mod reference;
 pub mod subscription;
 pub mod syntax;
+pub mod trace;
 mod transaction;
 pub mod value;
 

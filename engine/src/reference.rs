@@ -1179,6 +1179,7 @@ mod tests {
             eqrel: false,
             derived: false,
             writable: true,
+            feed: Default::default(),
         }
     }
 
