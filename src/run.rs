@@ -61,9 +61,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         if relation.input.is_none() {
             continue;
         }
-        // A stream's initial facts are optional; the clock starts at 0.
+        // A stream's initial facts are optional; the clock starts at the time in its facts
+        // file, or 0.
         if relation.feed.clock {
-            facts.push((id, vec![0]));
+            let time = vigil_engine::clock_facts(relation, &args.facts)?.unwrap_or(0);
+            facts.push((id, vec![time as Word]));
             continue;
         }
         if relation.feed.stream && !io::facts_path(relation, &args.facts).exists() {

@@ -323,10 +323,19 @@ impl Engine {
 
     /// Inserts the facts of every `.input` relation from `dir` (`R.facts`, or the directive's
     /// `filename`) in one transaction. A stream relation's file may be missing; a file
-    /// relation's may not. Tuples are restored as written, stamps included.
+    /// relation's may not. Tuples are restored as written, stamps included. A facts file of the
+    /// clock relation, if there is one, holds the time the state was taken at: the clock moves
+    /// to it.
     pub fn load_facts(&mut self, dir: &Path) -> Result<ChangeSet, EngineError> {
         let program = self.program.clone();
+        let start = match self.clock {
+            Some(clock) => clock_facts(&program.relations[clock], dir)?,
+            None => None,
+        };
         let mut transaction = self.transaction();
+        if let Some(time) = start {
+            transaction.at(time);
+        }
         for relation in &program.relations {
             if relation.input.is_none() || relation.feed.clock {
                 continue;
@@ -633,6 +642,30 @@ pub(crate) fn collect(
             absent: Vec::new(),
             interner: interner.clone(),
         }
+    }
+}
+
+/// The time in the clock relation's facts file, if it has one: a single tuple.
+pub fn clock_facts(relation: &ir::Relation, dir: &Path) -> Result<Option<i64>, EngineError> {
+    let path = crate::io::facts_path(relation, dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let tuples = crate::io::read_facts(relation, dir)
+        .map_err(|error| EngineError::Facts(format!("{error:#}")))?;
+    match tuples.as_slice() {
+        [tuple] => match tuple.as_slice() {
+            [Value::Number(time)] => Ok(Some(*time)),
+            _ => Err(EngineError::Facts(format!(
+                "{}: the clock's facts must be one time in seconds",
+                path.display()
+            ))),
+        },
+        _ => Err(EngineError::Facts(format!(
+            "{}: the clock's facts must be one line, the time in seconds; found {}",
+            path.display(),
+            tuples.len()
+        ))),
     }
 }
 

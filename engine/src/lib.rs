@@ -77,7 +77,7 @@ fn finish(
 }
 
 pub use engine::{
-    Absent, ChangeSet, Engine, EngineError, Options, Origin, RelationChanges, Tuple, format_fields,
+    Absent, ChangeSet, Engine, clock_facts, EngineError, Options, Origin, RelationChanges, Tuple, format_fields,
     format_tuple,
 };
 pub use subscription::{Subscription, ViewChanges};
