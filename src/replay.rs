@@ -1,6 +1,6 @@
 //! `vigil replay`: applies a trace of timed transactions and prints every change set.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -17,8 +17,11 @@ pub struct ReplayArgs {
     #[arg(short = 'F', long = "fact-dir")]
     facts: Option<PathBuf>,
     /// Print the changes of every relation, not only the `.output` relations.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "views")]
     all: bool,
+    /// Print the changes of these relations only (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    views: Vec<String>,
     /// Worker threads.
     #[arg(short = 'j', long = "jobs", default_value_t = 1)]
     jobs: usize,
@@ -30,7 +33,14 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
     };
     let bytes = std::fs::read(&args.trace)
         .with_context(|| format!("{}: cannot read the trace", args.trace.display()))?;
-    let shown: Vec<String> = if args.all || program.relations.iter().all(|r| r.outputs.is_empty())
+    for view in &args.views {
+        if program.relation(view).is_none() {
+            bail!("--views: `{view}` is not a relation of {}", args.program.display());
+        }
+    }
+    let shown: Vec<String> = if !args.views.is_empty() {
+        args.views.clone()
+    } else if args.all || program.relations.iter().all(|r| r.outputs.is_empty())
     {
         program.relations.iter().map(|r| r.name.clone()).collect()
     } else {
