@@ -1,20 +1,974 @@
 //! `vigil repl`: the interactive query loop.
+//!
+//! One line is one command (see [`HELP`]). Answers go to standard output; errors go to
+//! standard error as `LINE:COL: error: message`, followed by the line and a caret under the
+//! place the error is about, and never end the session. With standard input a terminal, lines
+//! are edited with rustyline (history, completion); otherwise no banner and no prompt are
+//! printed, so that `vigil repl prog.dl < script` prints only the answers, and the exit status
+//! says whether every command succeeded.
+
+mod complete;
 
 use anyhow::Result;
 use clap::Args;
-use std::path::PathBuf;
+use complete::ReplHelper;
+use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
+use rustyline::{CompletionType, Config, Editor};
+use std::io::{BufRead, IsTerminal};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use vigil_engine::query::{self, Atom, Change, Parser, QueryError};
+use vigil_engine::{ChangeSet, Engine, Options, Transaction, format_tuple, ir};
 
 #[derive(Args)]
 pub struct ReplArgs {
-    /// The program to load.
+    /// The program to load; without one the REPL starts with an empty program (see `.load`).
     program: Option<PathBuf>,
-    /// Directory of the input facts (`R.facts`).
+    /// Directory of the input facts (`R.facts`), read at the start and by every `.load`.
     #[arg(short = 'F', long = "fact-dir")]
     facts: Option<PathBuf>,
+    /// Prints each line read, after its prompt, before the answer: a script's output then
+    /// reads like the session at a terminal.
+    #[arg(long)]
+    echo: bool,
 }
 
+/// What `.help` prints.
+const HELP: &str = "\
+Queries
+  ?- path(1, X).        the matching rows: with variables, their values (`X = 3.`);
+  path(1, X)?             without, the rows themselves; then the count, or `no.`
+                        Arguments are values (1, -2, 3.5, 0x10, \"text\"), variables
+                        (a repeated variable means equal values) and `_`.
+Changes
+  +edge(1, 2).          insert; `-edge(1, 2).` retracts; several on one line are one
+                        transaction. Prints the change set: `+1 path(1, 2)` per row
+                        that appeared, `-1 ...` per row that disappeared, and
+                        `not there: -edge(7, 8)` for a retraction of a missing row.
+                        A keyed relation takes `_` in its stamp column, and in its
+                        non-key columns when retracting.
+  begin                 opens a transaction: the changes that follow wait for
+  commit                  `commit`, which applies them together, or `rollback`,
+  rollback                which drops them. Queries see the committed state.
+  whatif +a(1). -b(2).  the change set these changes would give, applying nothing;
+                        in a transaction, with the pending changes (alone: `whatif`).
+Explanations
+  why path(1, 3)        how the row is derived, down to the input facts
+  why not path(3, _)    which body literal fails (variables count as `_`)
+  why --json ...        the same, as JSON
+Commands
+  .decls                the declarations and I/O directives
+  .rules [R]            the rules (of R)
+  .dump R               every row of R
+  .size [R]             the number of rows (of every relation)
+  .load FILE            replaces the program: a new engine, with the facts of -F
+  .facts DIR            reads the facts of the input relations from DIR
+  .tick SECONDS         moves the event time (the clock relation, stamps) forward;
+                          in a transaction, the time the transaction commits at
+  .time                 the logical time (transactions committed) and event time
+  .changes [all|outputs] which relations change sets show: every relation (the
+                          default), or only the `.output` ones
+  .help                 this text
+  .quit                 ends the session, as does Ctrl-D; Ctrl-C drops the line
+A line that starts with `//` is a comment. Errors go to standard error; with standard
+input not a terminal, the exit status is 1 if any command failed. The history is kept in
+$VIGIL_HISTORY, else $XDG_STATE_HOME/vigil/history, else ~/.vigil_history (an empty
+VIGIL_HISTORY keeps none). Tab completes commands and relation names.
+";
+
 pub fn repl(args: ReplArgs) -> Result<ExitCode> {
-    let _ = (args.program, args.facts);
-    anyhow::bail!("the REPL is not built yet")
+    let program = match &args.program {
+        Some(path) => match vigil_engine::compile_file(path) {
+            Ok(program) => program,
+            Err(diagnostics) => {
+                eprintln!("{diagnostics}");
+                eprintln!("{} in {}", errors(&diagnostics), path.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => vigil_engine::compile_source("<empty>", "")?,
+    };
+    let mut engine = Engine::new(program, Options::default())?;
+    let read = match &args.facts {
+        Some(dir) => Some(read_facts(&mut engine, dir)?),
+        None => None,
+    };
+    let mut session = Session {
+        engine,
+        facts: args.facts,
+        transaction: None,
+        shown: Shown::All,
+        line_number: 0,
+        failed: false,
+    };
+    if std::io::stdin().is_terminal() {
+        let name = args
+            .program
+            .as_ref()
+            .map_or("no program".to_string(), |path| path.display().to_string());
+        println!(
+            "Vigil {}: {name}, {}{}. `.help` lists the commands.",
+            env!("CARGO_PKG_VERSION"),
+            plural(session.engine.program().relations.len(), "relation"),
+            read.map_or(String::new(), |count| format!(
+                ", {}",
+                plural(count, "fact")
+            )),
+        );
+        interactive(&mut session)?;
+    } else {
+        piped(&mut session, args.echo)?;
+    }
+    Ok(if session.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads lines from a terminal, with rustyline.
+fn interactive(session: &mut Session) -> Result<()> {
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .history_ignore_space(true)
+        .max_history_size(10_000)?
+        .build();
+    let mut editor: Editor<ReplHelper, DefaultHistory> = Editor::with_config(config)?;
+    editor.set_helper(Some(ReplHelper::new(session.relation_names())));
+    let history = history_path();
+    if let Some(path) = history.as_deref().filter(|path| path.exists())
+        && let Err(error) = editor.load_history(path)
+    {
+        eprintln!(
+            "warning: the history in {} cannot be read: {error}",
+            path.display()
+        );
+    }
+    let mut history_failed = false;
+    loop {
+        let line = match editor.readline(&session.prompt()) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(error) => return Err(error.into()),
+        };
+        if !line.trim().is_empty() {
+            editor.add_history_entry(line.as_str())?;
+            if let Some(path) = &history
+                && let Err(error) = append_history(&mut editor, path)
+                && !history_failed
+            {
+                history_failed = true;
+                eprintln!(
+                    "warning: the history cannot be written to {}: {error}",
+                    path.display()
+                );
+            }
+        }
+        let flow = session.execute(&line);
+        if let Some(helper) = editor.helper_mut() {
+            helper.set_relations(session.relation_names());
+        }
+        if let Flow::Quit = flow {
+            break;
+        }
+    }
+    session.quit();
+    Ok(())
+}
+
+/// Reads lines from a pipe or a file: no banner, no prompt unless `echo`.
+fn piped(session: &mut Session, echo: bool) -> Result<()> {
+    let mut input = std::io::stdin().lock();
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        if input.read_until(b'\n', &mut buffer)? == 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(&buffer);
+        let line = text.trim_end_matches(['\n', '\r']);
+        if echo {
+            println!("{}{line}", session.prompt());
+        }
+        if let Flow::Quit = session.execute(line) {
+            break;
+        }
+    }
+    session.quit();
+    Ok(())
+}
+
+/// `$VIGIL_HISTORY`, else `$XDG_STATE_HOME/vigil/history`, else `~/.vigil_history`; none if
+/// `VIGIL_HISTORY` is empty or there is no home.
+fn history_path() -> Option<PathBuf> {
+    let variable = |name: &str| std::env::var_os(name);
+    if let Some(path) = variable("VIGIL_HISTORY") {
+        return (!path.is_empty()).then(|| PathBuf::from(path));
+    }
+    if let Some(state) = variable("XDG_STATE_HOME").filter(|state| !state.is_empty()) {
+        return Some(Path::new(&state).join("vigil").join("history"));
+    }
+    variable("HOME")
+        .filter(|home| !home.is_empty())
+        .map(|home| Path::new(&home).join(".vigil_history"))
+}
+
+/// Appends the new history entries to the file, creating its directory if needed: written
+/// line by line, the history survives a session that does not end cleanly.
+fn append_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: &Path) -> Result<()> {
+    if let Some(directory) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(directory)?;
+    }
+    editor.append_history(path)?;
+    Ok(())
+}
+
+/// Reads every `.input` relation's facts from `dir` in one transaction; returns the number of
+/// input tuples it added.
+fn read_facts(engine: &mut Engine, dir: &Path) -> Result<usize> {
+    let changes = engine.load_facts(dir)?;
+    let program = engine.program();
+    Ok(changes
+        .relations()
+        .filter(|name| {
+            program
+                .relation(name)
+                .is_some_and(|id| program.relations[id].input.is_some())
+        })
+        .map(|name| {
+            changes
+                .of(name)
+                .iter()
+                .filter(|(_, diff)| *diff > 0)
+                .count()
+        })
+        .sum())
+}
+
+fn errors(diagnostics: &vigil_engine::Diagnostics) -> String {
+    plural(
+        diagnostics.list.iter().filter(|d| d.is_error()).count(),
+        "error",
+    )
+}
+
+/// `1 row`, `2 rows`.
+fn plural(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
+}
+
+/// The REPL's state: the engine, and what the person set up.
+struct Session {
+    engine: Engine,
+    /// The `-F` directory, read again when `.load` starts a new engine.
+    facts: Option<PathBuf>,
+    /// The transaction that `begin` opened.
+    transaction: Option<Pending>,
+    shown: Shown,
+    /// The number of the line being executed, from 1.
+    line_number: usize,
+    /// Some command failed.
+    failed: bool,
+}
+
+/// The changes of an open transaction, checked and waiting for `commit`.
+struct Pending {
+    changes: Vec<Change>,
+    /// Seconds by which `.tick` moved the transaction's time past the engine's.
+    advance: i64,
+    /// The line of `begin`.
+    opened: usize,
+}
+
+/// Which relations change sets show.
+#[derive(Clone, Copy)]
+enum Shown {
+    All,
+    Outputs,
+}
+
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// A command that failed: what went wrong, and where in its line.
+struct Failure {
+    span: Range<usize>,
+    message: String,
+    /// Printed before the message: the diagnostics of a program that did not load.
+    detail: Option<String>,
+}
+
+impl Failure {
+    fn at(span: Range<usize>, message: impl Into<String>) -> Failure {
+        Failure {
+            span,
+            message: message.into(),
+            detail: None,
+        }
+    }
+}
+
+impl From<QueryError> for Failure {
+    fn from(error: QueryError) -> Failure {
+        Failure::at(error.span.clone(), error.to_string())
+    }
+}
+
+fn is_word(character: char) -> bool {
+    character.is_ascii_alphanumeric() || character == '_' || character == '?'
+}
+
+impl Session {
+    fn prompt(&self) -> String {
+        match &self.transaction {
+            None => "vigil> ".to_string(),
+            Some(pending) => format!(
+                "vigil [transaction, {}]> ",
+                plural(pending.changes.len(), "change")
+            ),
+        }
+    }
+
+    fn relation_names(&self) -> Vec<String> {
+        let program = self.engine.program();
+        program.relations.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Runs one line; reports its error, if any.
+    fn execute(&mut self, line: &str) -> Flow {
+        self.line_number += 1;
+        match self.command(line) {
+            Ok(flow) => flow,
+            Err(failure) => {
+                self.failed = true;
+                self.report(line, &failure);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Ends the session: an open transaction is dropped, and said so.
+    fn quit(&mut self) {
+        if let Some(pending) = self.transaction.take() {
+            eprintln!(
+                "warning: the open transaction ({}) was not committed",
+                plural(pending.changes.len(), "change")
+            );
+        }
+    }
+
+    /// `LINE:COL: error: message`, then the line with a caret under the span.
+    fn report(&self, line: &str, failure: &Failure) {
+        if let Some(detail) = &failure.detail {
+            eprintln!("{}", detail.trim_end());
+        }
+        let start = failure.span.start.min(line.len());
+        let end = failure.span.end.clamp(start, line.len());
+        let before = &line[..start];
+        let column = before.chars().count() + 1;
+        eprintln!("{}:{column}: error: {}", self.line_number, failure.message);
+        let padding: String = before
+            .chars()
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        let carets = "^".repeat(line[start..end].chars().count().max(1));
+        eprintln!("  | {line}");
+        eprintln!("  | {padding}{carets}");
+    }
+
+    fn command(&mut self, line: &str) -> Result<Flow, Failure> {
+        let mut parser = Parser::new(line);
+        if parser.at_end() {
+            return Ok(Flow::Continue);
+        }
+        let start = parser.position();
+        let rest = parser.rest();
+        if rest.starts_with('.') && rest[1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return self.dot_command(line, start);
+        }
+        if parser.eat("?-") {
+            let atom = parser.atom()?;
+            if !parser.eat(".") {
+                parser.eat("?");
+            }
+            parser.expect_end()?;
+            return self.query(&atom);
+        }
+        if rest.starts_with(['+', '-']) {
+            let changes = parser.changes()?;
+            parser.expect_end()?;
+            return self.change(changes, start..line.trim_end().len());
+        }
+        let whole = start..line.trim_end().len();
+        let word_end = start + rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
+        let word = start..word_end;
+        for keyword in ["begin", "commit", "rollback"] {
+            if parser.keyword(keyword) {
+                parser.eat(".");
+                parser.expect_end()?;
+                return match keyword {
+                    "begin" => self.begin(word),
+                    "commit" => self.commit(word),
+                    _ => self.rollback(word),
+                };
+            }
+        }
+        if parser.keyword("whatif") {
+            let changes = if self.transaction.is_some() && parser.at_end() {
+                Vec::new()
+            } else {
+                parser.changes()?
+            };
+            parser.expect_end()?;
+            return self.what_if(&changes, whole);
+        }
+        if parser.keyword("why") {
+            let json = parser.keyword("--json");
+            let negated = parser.keyword("not");
+            let atom = parser.atom()?;
+            if !parser.eat(".") {
+                parser.eat("?");
+            }
+            parser.expect_end()?;
+            return self.why(&atom, negated, json);
+        }
+        if word.is_empty() {
+            return Err(parser.unexpected("a command or a query").into());
+        }
+        if !line[word_end..].trim_start().starts_with('(') {
+            return Err(Failure::at(
+                word.clone(),
+                format!(
+                    "unknown command `{}`: `.help` lists the commands",
+                    &line[word]
+                ),
+            ));
+        }
+        let atom = parser.atom()?;
+        if parser.eat("?") {
+            parser.expect_end()?;
+            return self.query(&atom);
+        }
+        let text = &line[atom.span.clone()];
+        Err(Failure::at(
+            atom.span.clone(),
+            format!(
+                "`{text}` is neither a query nor a change: `?- {text}.` or `{text}?` queries it, \
+                 `+{text}.` inserts it"
+            ),
+        ))
+    }
+
+    fn query(&mut self, atom: &Atom) -> Result<Flow, Failure> {
+        let answer = query::run(&self.engine, atom)?;
+        let count = if answer.variables.is_empty() {
+            for tuple in &answer.tuples {
+                println!("{}", format_tuple(&answer.relation, tuple));
+            }
+            answer.tuples.len()
+        } else {
+            let bindings = answer.bindings();
+            for binding in &bindings {
+                let values: Vec<String> = answer
+                    .variables
+                    .iter()
+                    .zip(binding)
+                    .map(|(name, value)| format!("{name} = {}", query::format_value(value)))
+                    .collect();
+                println!("{}.", values.join(", "));
+            }
+            bindings.len()
+        };
+        println!("{}", count_line(count));
+        Ok(Flow::Continue)
+    }
+
+    /// `+a. -b.`: one transaction now, or more changes for the open one.
+    /// `command` is the span of the whole line, where a rejected transaction is reported.
+    fn change(&mut self, changes: Vec<Change>, command: Range<usize>) -> Result<Flow, Failure> {
+        let event = format!("repl line {}", self.line_number);
+        if self.transaction.is_some() {
+            // Checked now, so that the mistake is reported on its own line.
+            prepare(&mut self.engine, &changes, 0, event)?;
+            if let Some(pending) = &mut self.transaction {
+                pending.changes.extend(changes);
+            }
+            return Ok(Flow::Continue);
+        }
+        let transaction = prepare(&mut self.engine, &changes, 0, event)?;
+        let changes = transaction
+            .commit()
+            .map_err(|error| Failure::at(command, error.to_string()))?;
+        self.print_changes(&changes);
+        Ok(Flow::Continue)
+    }
+
+    fn begin(&mut self, word: Range<usize>) -> Result<Flow, Failure> {
+        if let Some(pending) = &self.transaction {
+            return Err(Failure::at(
+                word,
+                format!(
+                    "a transaction is already open, since line {}",
+                    pending.opened
+                ),
+            ));
+        }
+        self.transaction = Some(Pending {
+            changes: Vec::new(),
+            advance: 0,
+            opened: self.line_number,
+        });
+        Ok(Flow::Continue)
+    }
+
+    fn commit(&mut self, word: Range<usize>) -> Result<Flow, Failure> {
+        let Some(pending) = self.transaction.take() else {
+            return Err(Failure::at(
+                word,
+                "no transaction is open: `begin` opens one",
+            ));
+        };
+        let event = format!("repl lines {}-{}", pending.opened, self.line_number);
+        let fail = |message: String| Failure::at(word.clone(), message);
+        let transaction = prepare(&mut self.engine, &pending.changes, pending.advance, event)
+            .map_err(|error| fail(error.to_string()))?;
+        let changes = transaction
+            .commit()
+            .map_err(|error| fail(error.to_string()))?;
+        self.print_changes(&changes);
+        Ok(Flow::Continue)
+    }
+
+    fn rollback(&mut self, word: Range<usize>) -> Result<Flow, Failure> {
+        let Some(pending) = self.transaction.take() else {
+            return Err(Failure::at(
+                word,
+                "no transaction is open: `begin` opens one",
+            ));
+        };
+        println!("rolled back {}.", plural(pending.changes.len(), "change"));
+        Ok(Flow::Continue)
+    }
+
+    /// The change set of the open transaction's changes and `changes`, without applying any.
+    fn what_if(&mut self, changes: &[Change], command: Range<usize>) -> Result<Flow, Failure> {
+        let (mut all, advance) = match &self.transaction {
+            Some(pending) => (pending.changes.clone(), pending.advance),
+            None => (Vec::new(), 0),
+        };
+        all.extend_from_slice(changes);
+        let event = format!("repl line {}", self.line_number);
+        let transaction = prepare(&mut self.engine, &all, advance, event)?;
+        let changes = transaction
+            .what_if()
+            .map_err(|error| Failure::at(command, error.to_string()))?;
+        self.print_changes(&changes);
+        Ok(Flow::Continue)
+    }
+
+    fn why(&mut self, atom: &Atom, negated: bool, json: bool) -> Result<Flow, Failure> {
+        let locate = |error| Failure::from(atom.locate(error));
+        if negated {
+            let pattern = query::pattern(&self.engine, atom)?;
+            let answer = self
+                .engine
+                .why_not(&atom.relation, &pattern)
+                .map_err(locate)?;
+            if json {
+                println!("{}", answer.to_json());
+            } else {
+                println!("{}", answer.to_string().trim_end());
+            }
+        } else {
+            let tuple = query::tuple(&self.engine, atom, "`why`")?;
+            let answer = self.engine.why(&atom.relation, &tuple).map_err(locate)?;
+            if json {
+                println!("{}", answer.to_json());
+            } else {
+                println!("{}", answer.to_string().trim_end());
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Prints a change set: the rows of the relations shown, the retractions of missing
+    /// rows, and how many changes are hidden.
+    fn print_changes(&self, changes: &ChangeSet) {
+        let program = self.engine.program();
+        let mut printed = 0;
+        let mut hidden = 0;
+        for relation in changes.relations() {
+            let shown = match self.shown {
+                Shown::All => true,
+                Shown::Outputs => program
+                    .relation(relation)
+                    .is_some_and(|id| !program.relations[id].outputs.is_empty()),
+            };
+            if !shown {
+                hidden += changes.count(relation);
+                continue;
+            }
+            for (tuple, diff) in changes.of(relation) {
+                println!("{diff:+} {}", format_tuple(relation, &tuple));
+                printed += 1;
+            }
+        }
+        for absent in &changes.absent {
+            println!("not there: -{absent}");
+        }
+        let more = plural(hidden, "change");
+        match (printed, hidden) {
+            (0, 0) => println!("no changes."),
+            (0, _) => println!("no changes to the outputs; {more} elsewhere (`.changes all`)."),
+            (_, 0) => {}
+            (_, _) => println!("and {more} elsewhere (`.changes all`)."),
+        }
+    }
+
+    fn dot_command(&mut self, line: &str, start: usize) -> Result<Flow, Failure> {
+        let name_end = line[start + 1..]
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .map_or(line.len(), |length| start + 1 + length);
+        let name = &line[start..name_end];
+        let span = start..name_end;
+        let arguments = words(line, name_end);
+        let at_most = |count: usize| match arguments.get(count) {
+            Some((_, extra)) => Err(Failure::at(
+                extra.clone(),
+                match count {
+                    0 => format!("`{name}` takes no argument"),
+                    _ => format!("`{name}` takes one argument"),
+                },
+            )),
+            None => Ok(()),
+        };
+        let one = |what: &str| match arguments.first() {
+            Some((argument, argument_span)) => {
+                at_most(1)?;
+                Ok((*argument, argument_span.clone()))
+            }
+            None => Err(Failure::at(
+                name_end..name_end,
+                format!("`{name}` takes {what}"),
+            )),
+        };
+        match name {
+            ".help" => {
+                at_most(0)?;
+                print!("{HELP}");
+            }
+            ".quit" => {
+                at_most(0)?;
+                return Ok(Flow::Quit);
+            }
+            ".decls" => {
+                at_most(0)?;
+                self.decls();
+            }
+            ".rules" => {
+                at_most(1)?;
+                let relation = match arguments.first() {
+                    Some((name, span)) => Some(self.relation(name, span.clone())?),
+                    None => None,
+                };
+                self.rules(relation);
+            }
+            ".dump" => {
+                let (relation, span) = one("a relation name")?;
+                self.relation(relation, span.clone())?;
+                let tuples = self
+                    .engine
+                    .read(relation, &[])
+                    .map_err(|error| Failure::at(span, error.to_string()))?;
+                for tuple in &tuples {
+                    println!("{}", format_tuple(relation, tuple));
+                }
+                println!("{}", count_line(tuples.len()));
+            }
+            ".size" => {
+                at_most(1)?;
+                let relations = match arguments.first() {
+                    Some((name, span)) => vec![self.relation(name, span.clone())?],
+                    None => (0..self.engine.program().relations.len()).collect(),
+                };
+                let program = self.engine.program();
+                for id in relations {
+                    let name = &program.relations[id].name;
+                    let size = self.engine.len(name).unwrap_or_default();
+                    println!("{name}\t{size}");
+                }
+            }
+            ".load" => {
+                let (path, span) = path_argument(line, name_end, "a program file")?;
+                self.load(path, span)?;
+            }
+            ".facts" => {
+                let (dir, span) = path_argument(line, name_end, "a facts directory")?;
+                self.no_transaction(span.clone(), name)?;
+                let count = read_facts(&mut self.engine, Path::new(dir))
+                    .map_err(|error| Failure::at(span, format!("{error:#}")))?;
+                println!("read {} from {dir}.", plural(count, "fact"));
+            }
+            ".tick" => {
+                let (seconds, span) = one("a number of seconds")?;
+                self.tick(seconds, span)?;
+            }
+            ".time" => {
+                at_most(0)?;
+                println!("logical time: {}", self.engine.time());
+                println!("event time: {}", self.engine.now());
+                if let Some(pending) = &self.transaction {
+                    println!(
+                        "open transaction: {}, at event time {}",
+                        plural(pending.changes.len(), "change"),
+                        self.engine.now() + pending.advance
+                    );
+                }
+            }
+            ".changes" => {
+                at_most(1)?;
+                match arguments.first() {
+                    Some(("all", _)) => self.shown = Shown::All,
+                    Some(("outputs", _)) => self.shown = Shown::Outputs,
+                    Some((other, span)) => {
+                        return Err(Failure::at(
+                            span.clone(),
+                            format!("`.changes` takes `all` or `outputs`, not `{other}`"),
+                        ));
+                    }
+                    None => {}
+                }
+                println!(
+                    "change sets show {}.",
+                    match self.shown {
+                        Shown::All => "every relation",
+                        Shown::Outputs => "the .output relations",
+                    }
+                );
+            }
+            _ => {
+                return Err(Failure::at(
+                    span,
+                    format!("unknown command `{name}`: `.help` lists the commands"),
+                ));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The id of a relation named in a command.
+    fn relation(&self, name: &str, span: Range<usize>) -> Result<ir::RelationId, Failure> {
+        self.engine
+            .relation(name)
+            .map_err(|error| Failure::at(span, error.to_string()))
+    }
+
+    fn no_transaction(&self, span: Range<usize>, command: &str) -> Result<(), Failure> {
+        match &self.transaction {
+            Some(pending) => Err(Failure::at(
+                span,
+                format!(
+                    "a transaction is open, since line {}: `commit` or `rollback` it before `{command}`",
+                    pending.opened
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Every declaration, with its I/O directives, as they would be written in a program.
+    fn decls(&self) {
+        for relation in &self.engine.program().relations {
+            let columns: Vec<String> = relation
+                .columns
+                .iter()
+                .map(|column| format!("{}: {}", column.name, column.type_name))
+                .collect();
+            let eqrel = if relation.eqrel { " eqrel" } else { "" };
+            println!(".decl {}({}){eqrel}", relation.name, columns.join(", "));
+            if let Some(input) = &relation.input {
+                println!("{}", directive(".input", &relation.name, input));
+            }
+            for output in &relation.outputs {
+                println!("{}", directive(".output", &relation.name, output));
+            }
+            if relation.printsize {
+                println!(".printsize {}", relation.name);
+            }
+        }
+    }
+
+    /// The clauses of the program (those that derive `relation`), each once.
+    fn rules(&self, relation: Option<ir::RelationId>) {
+        let program = self.engine.program();
+        let mut seen = Vec::new();
+        for rule in &program.rules {
+            if relation.is_some_and(|id| rule.head != id) || seen.contains(&rule.span) {
+                continue;
+            }
+            seen.push(rule.span);
+            println!("{}", rule.text);
+        }
+        if seen.is_empty() {
+            println!("no rules.");
+        }
+    }
+
+    /// `.load`: a new engine for the program, with the facts of `-F`; the old one stays if
+    /// anything fails.
+    fn load(&mut self, path: &str, span: Range<usize>) -> Result<(), Failure> {
+        self.no_transaction(span.clone(), ".load")?;
+        let program =
+            vigil_engine::compile_file(Path::new(path)).map_err(|diagnostics| Failure {
+                span: span.clone(),
+                message: format!(
+                    "{} in {path}: the program is unchanged",
+                    errors(&diagnostics)
+                ),
+                detail: Some(diagnostics.to_string()),
+            })?;
+        let fail = |error: anyhow::Error| {
+            Failure::at(span.clone(), format!("{error:#}; the program is unchanged"))
+        };
+        let mut engine = Engine::new(program, Options::default()).map_err(|e| fail(e.into()))?;
+        let read = match &self.facts {
+            Some(dir) => Some((read_facts(&mut engine, dir).map_err(fail)?, dir)),
+            None => None,
+        };
+        println!(
+            "loaded {path}: {}{}.",
+            plural(engine.program().relations.len(), "relation"),
+            read.map_or(String::new(), |(count, dir)| format!(
+                ", {} from {}",
+                plural(count, "fact"),
+                dir.display()
+            ))
+        );
+        self.engine = engine;
+        Ok(())
+    }
+
+    /// `.tick SECONDS`: a transaction that only moves the event time, or, in an open
+    /// transaction, a later time for it.
+    fn tick(&mut self, seconds: &str, span: Range<usize>) -> Result<(), Failure> {
+        let seconds: i64 = seconds
+            .parse()
+            .ok()
+            .filter(|seconds| *seconds >= 0)
+            .ok_or_else(|| {
+                Failure::at(
+                    span.clone(),
+                    format!(
+                        "`.tick` takes a whole number of seconds, 0 or more (time never goes backwards), not `{seconds}`"
+                    ),
+                )
+            })?;
+        let advance = seconds
+            + self
+                .transaction
+                .as_ref()
+                .map_or(0, |pending| pending.advance);
+        let time = self
+            .engine
+            .now()
+            .checked_add(advance)
+            .ok_or_else(|| Failure::at(span.clone(), "the event time would overflow"))?;
+        if let Some(pending) = &mut self.transaction {
+            pending.advance = advance;
+            println!("the transaction will commit at event time {time}.");
+            return Ok(());
+        }
+        let event = format!("repl line {}", self.line_number);
+        let transaction = prepare(&mut self.engine, &[], advance, event)?;
+        let changes = transaction
+            .commit()
+            .map_err(|error| Failure::at(span, error.to_string()))?;
+        self.print_changes(&changes);
+        Ok(())
+    }
+}
+
+/// A transaction of `changes`, `advance` seconds after the engine's event time, named after
+/// the lines it comes from (explanations show it).
+fn prepare<'e>(
+    engine: &'e mut Engine,
+    changes: &[Change],
+    advance: i64,
+    event: String,
+) -> Result<Transaction<'e>, QueryError> {
+    let at = engine.now() + advance;
+    let mut transaction = engine.transaction();
+    transaction.at(at).event(event);
+    for change in changes {
+        query::write(&mut transaction, change)?;
+    }
+    Ok(transaction)
+}
+
+/// `2 rows.`, `1 row.`, `no.`
+fn count_line(count: usize) -> String {
+    match count {
+        0 => "no.".to_string(),
+        _ => format!("{}.", plural(count, "row")),
+    }
+}
+
+/// `.input R(IO=stream, key="node")`.
+fn directive(which: &str, relation: &str, parameters: &ir::IoParameters) -> String {
+    if parameters.parameters.is_empty() {
+        return format!("{which} {relation}");
+    }
+    let parameters: Vec<String> = parameters
+        .parameters
+        .iter()
+        .map(|(key, value)| match key.as_str() {
+            "IO" => format!("IO={value}"),
+            _ => format!("{key}={value:?}"),
+        })
+        .collect();
+    format!("{which} {relation}({})", parameters.join(", "))
+}
+
+/// The white-space separated words of `line` from `start` on, up to a `//` comment, with
+/// their spans.
+fn words(line: &str, start: usize) -> Vec<(&str, Range<usize>)> {
+    let mut words = Vec::new();
+    let mut offset = start;
+    for word in line[start..].split_whitespace() {
+        let at = offset + line[offset..].find(word).expect("the word is in the line");
+        if word.starts_with("//") {
+            break;
+        }
+        words.push((word, at..at + word.len()));
+        offset = at + word.len();
+    }
+    words
+}
+
+/// The rest of the line as a path: it may hold spaces, or be quoted.
+fn path_argument<'l>(
+    line: &'l str,
+    start: usize,
+    what: &str,
+) -> Result<(&'l str, Range<usize>), Failure> {
+    let rest = &line[start..];
+    let trimmed = rest.trim();
+    let at = start + (rest.len() - rest.trim_start().len());
+    let unquoted = trimmed
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or(trimmed);
+    if unquoted.is_empty() {
+        let command = line[..start].trim();
+        return Err(Failure::at(
+            start..start,
+            format!("`{command}` takes {what}"),
+        ));
+    }
+    Ok((unquoted, at..at + trimmed.len()))
 }
