@@ -484,6 +484,15 @@ impl Engine {
         self.dataflow.scan(relation, pattern, visit)
     }
 
+    pub(crate) fn scan_inputs(&self, relation: RelationId, visit: &mut dyn FnMut(&[Word])) {
+        self.dataflow.scan_inputs(relation, visit)
+    }
+
+    /// Sets the logical time (restoring a snapshot).
+    pub(crate) fn set_time(&mut self, time: u64) {
+        self.time = time;
+    }
+
     pub(crate) fn contains_words(&self, relation: RelationId, tuple: &[Word]) -> bool {
         self.dataflow.contains(relation, tuple)
     }

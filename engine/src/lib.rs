@@ -21,6 +21,7 @@ pub mod io;
 pub mod ir;
 pub mod query;
 pub mod reference;
+pub mod snapshot;
 pub mod subscription;
 pub mod syntax;
 pub mod trace;

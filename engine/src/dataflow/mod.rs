@@ -34,6 +34,9 @@ pub trait Dataflow: Send {
     fn scan(&self, relation: RelationId, pattern: &[Option<Word>], visit: &mut dyn FnMut(&[Word]));
     fn contains(&self, relation: RelationId, tuple: &[Word]) -> bool;
     fn input_contains(&self, relation: RelationId, tuple: &[Word]) -> bool;
+    /// Calls `visit` on each tuple written into the input relation `relation` (for a relation
+    /// that rules also derive, only the written ones).
+    fn scan_inputs(&self, relation: RelationId, visit: &mut dyn FnMut(&[Word]));
     fn len(&self, relation: RelationId) -> usize;
     /// The last completed time.
     fn time(&self) -> u64;
@@ -121,6 +124,14 @@ impl<R: Row> Dataflow for Typed<R> {
         self.runtime
             .inputs(relation)
             .contains(&R::from_words(tuple))
+    }
+
+    fn scan_inputs(&self, relation: RelationId, visit: &mut dyn FnMut(&[Word])) {
+        let arity = self.arities[relation];
+        let mut buffer = Vec::new();
+        for row in self.runtime.inputs(relation) {
+            visit(tuple_words(row, arity, &mut buffer));
+        }
     }
 
     fn len(&self, relation: RelationId) -> usize {
