@@ -1,8 +1,10 @@
 //! The `vigil` command line: thin glue over `vigil-engine`.
 
+mod house;
 mod repl;
 mod replay;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +25,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// The interactive query loop: queries, inserts and retractions, `why`, `whatif`.
     Repl(repl::ReplArgs),
+    /// Writes a synthetic house (N nodes, M workloads, K edge nodes) as a facts directory.
+    House(house::HouseArgs),
+    /// The daemon: the engine, its journal, and the HTTP API.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +37,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Replay(args) => replay::replay(args),
         Command::Repl(args) => repl::repl(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::House(args) => house::house(args),
     };
     match result {
         Ok(code) => code,

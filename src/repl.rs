@@ -68,14 +68,17 @@ Commands
   .tick SECONDS         moves the event time (the clock relation, stamps) forward;
                           in a transaction, the time the transaction commits at
   .time                 the logical time (transactions committed) and event time
-  .changes [all|outputs] which relations change sets show: every relation (the
+  .changes [all|outputs]
+                        which relations change sets show: every relation (the
                           default), or only the `.output` ones
   .help                 this text
   .quit                 ends the session, as does Ctrl-D; Ctrl-C drops the line
-A line that starts with `//` is a comment. Errors go to standard error; with standard
-input not a terminal, the exit status is 1 if any command failed. The history is kept in
-$VIGIL_HISTORY, else $XDG_STATE_HOME/vigil/history, else ~/.vigil_history (an empty
-VIGIL_HISTORY keeps none). Tab completes commands and relation names.
+`//` starts a comment. Errors go to standard error, and make the exit status 1; an
+error never ends the session. With standard input not a terminal there is no prompt
+(`--echo` prints each line after one). The history is kept in $VIGIL_HISTORY, else
+$XDG_STATE_HOME/vigil/history, else ~/.vigil_history (an empty VIGIL_HISTORY keeps
+none; nor is a line that starts with a space kept). Tab completes commands and relation
+names.
 ";
 
 pub fn repl(args: ReplArgs) -> Result<ExitCode> {
@@ -381,6 +384,7 @@ impl Session {
         eprintln!("  | {padding}{carets}");
     }
 
+    /// Recognises the command by its first characters or word, and runs it.
     fn command(&mut self, line: &str) -> Result<Flow, Failure> {
         let mut parser = Parser::new(line);
         if parser.at_end() {
@@ -388,6 +392,7 @@ impl Session {
         }
         let start = parser.position();
         let rest = parser.rest();
+        let whole = start..line.trim_end().len();
         if rest.starts_with('.') && rest[1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
             return self.dot_command(line, start);
         }
@@ -402,9 +407,8 @@ impl Session {
         if rest.starts_with(['+', '-']) {
             let changes = parser.changes()?;
             parser.expect_end()?;
-            return self.change(changes, start..line.trim_end().len());
+            return self.change(changes, whole);
         }
-        let whole = start..line.trim_end().len();
         let word_end = start + rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
         let word = start..word_end;
         for keyword in ["begin", "commit", "rollback"] {
@@ -430,6 +434,7 @@ impl Session {
         if parser.keyword("why") {
             let json = parser.keyword("--json");
             let negated = parser.keyword("not");
+            let json = json || parser.keyword("--json");
             let atom = parser.atom()?;
             if !parser.eat(".") {
                 parser.eat("?");
@@ -464,7 +469,7 @@ impl Session {
         ))
     }
 
-    fn query(&mut self, atom: &Atom) -> Result<Flow, Failure> {
+    fn query(&self, atom: &Atom) -> Result<Flow, Failure> {
         let answer = query::run(&self.engine, atom)?;
         let count = if answer.variables.is_empty() {
             for tuple in &answer.tuples {
@@ -571,7 +576,7 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    fn why(&mut self, atom: &Atom, negated: bool, json: bool) -> Result<Flow, Failure> {
+    fn why(&self, atom: &Atom, negated: bool, json: bool) -> Result<Flow, Failure> {
         let locate = |error| Failure::from(atom.locate(error));
         if negated {
             let pattern = query::pattern(&self.engine, atom)?;

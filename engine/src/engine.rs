@@ -348,7 +348,8 @@ impl Engine {
                 .map_err(|error| EngineError::Facts(format!("{error:#}")))?;
             let event: Arc<str> = Arc::from(path.display().to_string());
             for tuple in tuples {
-                transaction.restore(&relation.name, &tuple, event.clone())?;
+                let fields: Vec<Option<Value>> = tuple.into_iter().map(Some).collect();
+                transaction.restore(&relation.name, &fields, event.clone())?;
             }
         }
         transaction.commit()

@@ -33,9 +33,12 @@
 //! key now), and for each rule of the relation where it stops: a head that cannot give a row of
 //! the pattern, or the body literal that fails. The body is evaluated left to right from the
 //! head's bindings, and the candidates that get furthest (at most [`CANDIDATES`] per rule) are
-//! reported with the failing literal as written, why it fails (`no row has 3 in column 1`,
-//! `is false for x = 12`, `that row is there: blocked("pve")`), and the variables bound at that
-//! point. The search stops after [`STEPS`] steps per rule and says so.
+//! reported with the failing literal as written, why it fails (`` `edge(x, y)` does not match: no
+//! row has 3 in column 1 ``, `` `x < 10` is false for x = 12 ``, `` `!blocked(h)` does not hold:
+//! blocked("pve") is there ``), and the named variables bound at that point. Head expressions
+//! are checked as soon as their variables are bound, and `v + c`, `v - c` and `c - v` on integers
+//! are solved for `v` from the pattern, so that `why not even(6)` with `even(n + 1) :- odd(n)`
+//! looks for `odd(5)`. The search stops after [`STEPS`] steps per rule and says so.
 //!
 //! # Text format
 //!
@@ -67,10 +70,14 @@
 //! ```text
 //! path(3, _) does not hold
 //!   rule path(x, y) :- edge(x, y).   at prog.dl:3:1
-//!     `edge(x, y)`: no row has 3 in column 1   with x = 3
+//!     `edge(x, y)` does not match: no row has 3 in column 1   with x = 3
 //! ```
 //!
-//! or, when rows match, `path(1, _) holds: 2 rows match` and the first few of them.
+//! A fact of the program that does not fit the pattern is listed as `fact ...` with the reason
+//! (`the head gives 1 in column 1, not 3`), and a relation that takes inserts gets a line
+//! `` `edge` is an input relation: no such fact was inserted ``, followed for a keyed relation by
+//! the row that holds the key. When rows match, the answer is `path(1, _) holds: 2 rows match`
+//! and the first few of them.
 //!
 //! # JSON
 //!
@@ -290,9 +297,11 @@ pub enum Outcome {
 pub struct Candidate {
     /// How many body literals (as written) held before the failing one.
     pub held: usize,
-    /// The failing literal as written, or `the head` when the body holds but the head gives a
-    /// row outside the pattern.
+    /// The failing literal as written; the rule's head when the body binds it to a row
+    /// outside the pattern.
     pub literal: String,
+    /// The rest of a sentence whose subject is the literal: `is false for x = 12`,
+    /// `does not match: no row has 3 in column 1`, `does not hold: blocked("pve") is there`.
     pub reason: String,
     /// The named variables bound at that point.
     pub values: Vec<VariableValue>,
@@ -314,7 +323,9 @@ pub fn why(engine: &Engine, relation: &str, tuple: &[Value]) -> Result<Explanati
         let pattern = words.into_iter().map(Some).collect();
         return Ok(Explanation::Absent(context.why_not(id, pattern)));
     }
-    Ok(Explanation::Holds(Builder::new(&mut context).explain(id, words)))
+    Ok(Explanation::Holds(
+        Builder::new(&mut context).explain(id, words),
+    ))
 }
 
 /// Explains why no row of `relation` matches `pattern` (`None` matches any value), or lists
@@ -472,9 +483,7 @@ impl Rows {
         match self {
             Rows::Exact(row) => row.as_deref().expect("the row is there"),
             Rows::All(table) => table.row(position),
-            Rows::Bucket(table, index, key) => {
-                table.row(index.buckets[key][position] as usize)
-            }
+            Rows::Bucket(table, index, key) => table.row(index.buckets[key][position] as usize),
         }
     }
 }
@@ -636,6 +645,20 @@ impl Lit {
         }
     }
 
+    /// Whether the literal can be evaluated with the `bound` slots. An equation `v = e` can
+    /// be as soon as `e` can: it binds `v` (which makes an atom's constant a lookup key).
+    fn ready(&self, bound: &[bool]) -> bool {
+        if let Lit::Filter {
+            equation: Some((_, _, reads)),
+            ..
+        } = self
+            && reads.iter().all(|&var| bound[var])
+        {
+            return true;
+        }
+        self.reads().iter().all(|&var| bound[var])
+    }
+
     /// The slots the literal binds.
     fn binds(&self) -> Vec<usize> {
         match self {
@@ -701,8 +724,7 @@ struct Compiler<'p> {
 
 impl Compiler<'_> {
     fn expr(&self, expr: &ir::Expr) -> Compiled {
-        compile(expr, &|var| var, self.interner)
-            .expect("a constant of a checked program encodes")
+        compile(expr, &|var| var, self.interner).expect("a constant of a checked program encodes")
     }
 
     fn body(&mut self, body: &[ir::Literal]) -> Vec<Lit> {
@@ -868,12 +890,17 @@ impl Compiler<'_> {
             let ready = (0..body.len()).find(|&index| {
                 !done[index]
                     && !matches!(body[index], Lit::Positive { .. })
-                    && body[index].reads().iter().all(|&var| bound[var])
+                    && body[index].ready(bound)
             });
             let next = ready.unwrap_or_else(|| {
                 let mut best: Option<(f64, usize)> = None;
                 for (index, literal) in body.iter().enumerate() {
-                    if let (false, Lit::Positive { relation, columns, .. }) = (done[index], literal)
+                    if let (
+                        false,
+                        Lit::Positive {
+                            relation, columns, ..
+                        },
+                    ) = (done[index], literal)
                     {
                         let free = columns.iter().filter(|&&slot| !bound[slot]).count();
                         let rows = size(*relation).max(1) as f64;
@@ -885,7 +912,11 @@ impl Compiler<'_> {
                 }
                 // The body's own order is always valid; it is the fallback.
                 best.map_or_else(
-                    || (0..body.len()).find(|&index| !done[index]).expect("a literal is left"),
+                    || {
+                        (0..body.len())
+                            .find(|&index| !done[index])
+                            .expect("a literal is left")
+                    },
                     |(_, index)| index,
                 )
             });
@@ -895,6 +926,13 @@ impl Compiler<'_> {
             }
             for slot in body[next].binds() {
                 bound[slot] = true;
+            }
+            if let Lit::Filter {
+                equation: Some((var, ..)),
+                ..
+            } = &body[next]
+            {
+                bound[*var] = true;
             }
             done[next] = true;
             order.push(next);
@@ -979,7 +1017,10 @@ impl State {
 
     fn pattern(&self, columns: impl Iterator<Item = Option<usize>>) -> Vec<Option<Word>> {
         columns
-            .map(|slot| slot.filter(|&slot| self.bound[slot]).map(|slot| self.words[slot]))
+            .map(|slot| {
+                slot.filter(|&slot| self.bound[slot])
+                    .map(|slot| self.words[slot])
+            })
             .collect()
     }
 }
@@ -1035,7 +1076,12 @@ impl<'a> Context<'a> {
         if self.checked.insert(relation) {
             // A cache is valid for one logical time; the length is a cheap second check.
             let len = self.len(relation);
-            if self.cache.tables.get(&relation).is_some_and(|table| table.len != len) {
+            if self
+                .cache
+                .tables
+                .get(&relation)
+                .is_some_and(|table| table.len != len)
+            {
                 self.cache.tables.remove(&relation);
                 self.cache.indexes.retain(|(r, _), _| *r != relation);
             }
@@ -1058,7 +1104,11 @@ impl<'a> Context<'a> {
                 // Sorted, so that answers do not depend on the order of the engine's sets.
                 let mut order: Vec<usize> = (0..table.len).collect();
                 order.sort_unstable_by(|&a, &b| table.row(a).cmp(table.row(b)));
-                let words = order.iter().flat_map(|&row| table.row(row)).copied().collect();
+                let words = order
+                    .iter()
+                    .flat_map(|&row| table.row(row))
+                    .copied()
+                    .collect();
                 Arc::new(Table { words, ..table })
             })
             .clone()
@@ -1165,13 +1215,18 @@ impl<'a> Context<'a> {
         if self.bind_head(rule, &given, &mut state).is_err() {
             return ControlFlow::Continue(());
         }
-        self.solve(&rule.body, &rule.order, &mut state, &mut |context, state| {
-            if context.head_mismatch(rule, &given, state).is_none() {
-                visit(context, state)
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        self.solve(
+            &rule.body,
+            &rule.order,
+            &mut state,
+            &mut |context, state| {
+                if context.head_mismatch(rule, &given, state).is_none() {
+                    visit(context, state)
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
     }
 
     /// Binds the head's variables to the columns the pattern gives (`None`: any value), or
@@ -1299,6 +1354,13 @@ impl<'a> Context<'a> {
                     ControlFlow::Continue(())
                 }
             }
+            Lit::Filter {
+                equation: Some((var, expr, _)),
+                ..
+            } if !state.bound[*var] => match self.evaluator.eval(expr, &state.words) {
+                Some(word) => self.extend(*var, word, body, rest, state, visit),
+                None => ControlFlow::Continue(()),
+            },
             Lit::Filter { condition, .. } => {
                 if self.evaluator.holds(condition, &state.words) {
                     self.solve(body, rest, state, visit)
@@ -1377,7 +1439,8 @@ impl<'a> Context<'a> {
                 None => return Vec::new(),
             },
             None => {
-                let down = self.evaluator.compare(*ty, from, to) == Some(std::cmp::Ordering::Greater);
+                let down =
+                    self.evaluator.compare(*ty, from, to) == Some(std::cmp::Ordering::Greater);
                 match (*ty, down) {
                     (Type::Float, false) => 1.0f64.to_bits(),
                     (Type::Float, true) => (-1.0f64).to_bits(),
@@ -1412,7 +1475,11 @@ impl<'a> Context<'a> {
                     },
                     None => None,
                 };
-                let slots = if members { state.words.clone() } else { Vec::new() };
+                let slots = if members {
+                    state.words.clone()
+                } else {
+                    Vec::new()
+                };
                 found.push((locals, value, slots));
                 ControlFlow::Continue(())
             },
@@ -1420,7 +1487,10 @@ impl<'a> Context<'a> {
         // The dataflow reduces a group's values in this order; floating-point sums depend on it.
         found.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         let values = found.iter().map(|(_, value, _)| value.unwrap_or(0));
-        let target_ty = aggregate.target.as_ref().map_or(Type::Number, |(_, ty)| *ty);
+        let target_ty = aggregate
+            .target
+            .as_ref()
+            .map_or(Type::Number, |(_, ty)| *ty);
         let result = match aggregate.kind {
             AggregateKind::Count => Some(found.len() as Word),
             AggregateKind::Sum => Some(match aggregate.ty {
@@ -1576,7 +1646,7 @@ impl Drafts {
         let known = self
             .node_of
             .get(&key)
-            .is_some_and(|&node| self.nodes[node].how.is_some());
+            .is_some_and(|&node| node < usize::MAX);
         let id = search.goals.len();
         search.goals.push(Goal {
             relation,
@@ -1657,7 +1727,10 @@ impl<'c, 'a> Builder<'c, 'a> {
     /// instance whose premises of the same stratum are proved proves the row; otherwise it
     /// waits for them, and they are searched in turn.
     fn expand(&mut self, search: &mut Search, goal: usize, stratum: usize) {
-        let (relation, words) = (search.goals[goal].relation, search.goals[goal].words.clone());
+        let (relation, words) = (
+            search.goals[goal].relation,
+            search.goals[goal].words.clone(),
+        );
         if let Some(how) = self.context.leaf(relation, &words) {
             search.prove(goal, Proof::Leaf(how));
             return;
@@ -1669,43 +1742,46 @@ impl<'c, 'a> Builder<'c, 'a> {
             }
             let mut proved_by = None;
             let drafts = &self.drafts;
-            let _ = self.context.instances(&code, &words, &mut |context, state| {
-                let instance = search.instances.len();
-                let mut missing = 0;
-                for literal in &code.body {
-                    let Lit::Positive {
-                        relation, columns, ..
-                    } = literal
-                    else {
-                        continue;
-                    };
-                    if context.stratum[*relation] != stratum {
-                        continue;
-                    }
-                    let row: Vec<Word> = columns.iter().map(|&slot| state.words[slot]).collect();
-                    let premise = drafts.goal(search, *relation, row);
-                    if !search.proved(premise) {
-                        missing += 1;
-                        search.goals[premise].waiters.push(instance);
-                        if !search.goals[premise].queued {
-                            search.goals[premise].queued = true;
-                            search.queue.push_back(premise);
+            let _ = self
+                .context
+                .instances(&code, &words, &mut |context, state| {
+                    let instance = search.instances.len();
+                    let mut missing = 0;
+                    for literal in &code.body {
+                        let Lit::Positive {
+                            relation, columns, ..
+                        } = literal
+                        else {
+                            continue;
+                        };
+                        if context.stratum[*relation] != stratum {
+                            continue;
+                        }
+                        let row: Vec<Word> =
+                            columns.iter().map(|&slot| state.words[slot]).collect();
+                        let premise = drafts.goal(search, *relation, row);
+                        if !search.proved(premise) {
+                            missing += 1;
+                            search.goals[premise].waiters.push(instance);
+                            if !search.goals[premise].queued {
+                                search.goals[premise].queued = true;
+                                search.queue.push_back(premise);
+                            }
                         }
                     }
-                }
-                search.instances.push(Instance {
-                    head: goal,
-                    rule: code.clone(),
-                    words: state.words.clone(),
-                    missing,
+                    search.instances.push(Instance {
+                        head: goal,
+                        rule: code.clone(),
+                        words: state.words.clone(),
+                        missing,
+                    });
+                    if missing == 0 {
+                        proved_by = Some(instance);
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
                 });
-                if missing == 0 {
-                    proved_by = Some(instance);
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
             if let Some(instance) = proved_by {
                 search.prove(goal, Proof::Instance(instance));
                 return;
@@ -1728,8 +1804,10 @@ impl<'c, 'a> Builder<'c, 'a> {
                 Some(Proof::Instance(instance)) => {
                     let instance = &search.instances[instance];
                     let (drafts, pending) = (&mut self.drafts, &mut self.pending);
-                    self.context
-                        .rule_how(&instance.rule, &instance.words, &mut |relation, words| {
+                    self.context.rule_how(
+                        &instance.rule,
+                        &instance.words,
+                        &mut |relation, words| {
                             let child = drafts.node(relation, words);
                             if drafts.nodes[child].how.is_none() {
                                 // Only the rows of the goal's stratum are searched.
@@ -1740,7 +1818,8 @@ impl<'c, 'a> Builder<'c, 'a> {
                                 }
                             }
                             child
-                        })
+                        },
+                    )
                 }
                 Some(Proof::Known) | None => {
                     unreachable!("a proved row without a node is proved by a leaf or an instance")
@@ -1944,7 +2023,7 @@ impl<'a> Context<'a> {
         let group = self.group(aggregate, state, true);
         let witnesses_only = matches!(aggregate.kind, AggregateKind::Min | AggregateKind::Max);
         let target_ty = aggregate.target.as_ref().map(|(_, ty)| *ty);
-        let members = group
+        let mut members = group
             .members
             .iter()
             .filter(|(_, value)| !witnesses_only || *value == Some(result))
@@ -1962,11 +2041,22 @@ impl<'a> Context<'a> {
                         _ => None,
                     })
                     .collect(),
-                value: value.zip(target_ty).map(|(word, ty)| {
-                    value::decode(word, ty, self.engine.interner())
-                }),
+                value: value
+                    .zip(target_ty)
+                    .map(|(word, ty)| value::decode(word, ty, self.engine.interner())),
             })
-            .collect();
+            .collect::<Vec<GroupMember>>();
+        // Shown in row order; the group was reduced in the dataflow's order.
+        members.sort_by(|a, b| {
+            let key = |member: &GroupMember| {
+                member
+                    .rows
+                    .iter()
+                    .map(|row| (row.relation.clone(), row.tuple.clone()))
+                    .collect::<Vec<_>>()
+            };
+            key(a).cmp(&key(b))
+        });
         AggregatePremise {
             literal,
             aggregate: aggregate.kind.name().to_string(),
@@ -2084,6 +2174,15 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// The head of a rule as written: its clause up to `:-`.
+    fn head_text(&self, rule: RuleId) -> String {
+        let text = one_line(&self.program.rules[rule].text);
+        match text.split_once(":-") {
+            Some((head, _)) => head.trim().to_string(),
+            None => text.trim_end_matches('.').trim().to_string(),
+        }
+    }
+
     /// The named variables bound in `state`.
     fn named(&self, rule: RuleId, state: &State) -> Vec<VariableValue> {
         let variables = &self.program.rules[rule].variables;
@@ -2109,7 +2208,6 @@ impl<'a> Context<'a> {
     /// Evaluates one single-valued literal (a condition or an assignment): binds or checks,
     /// or says why it fails.
     fn single(&mut self, rule: RuleId, literal: &Lit, state: &mut State) -> Result<(), String> {
-        let text = self.literal_text(literal);
         match literal {
             Lit::Filter {
                 condition, reads, ..
@@ -2117,28 +2215,22 @@ impl<'a> Context<'a> {
                 if self.evaluator.holds(condition, &state.words) {
                     Ok(())
                 } else if reads.is_empty() {
-                    Err(format!("`{text}` is false"))
+                    Err("is false".to_string())
                 } else {
-                    Err(format!(
-                        "`{text}` is false for {}",
-                        self.listing(rule, reads, state)
-                    ))
+                    Err(format!("is false for {}", self.listing(rule, reads, state)))
                 }
             }
             Lit::Assign {
                 var, expr, reads, ..
             } => match self.evaluator.eval(expr, &state.words) {
                 None => Err(format!(
-                    "`{text}` has no value for {}",
+                    "has no value for {}",
                     self.listing(rule, reads, state)
                 )),
                 Some(word) if state.bound[*var] && state.words[*var] != word => {
-                    let name = &self.program.rules[rule].variables[*var].name;
-                    Err(format!(
-                        "`{text}` gives {name} = {}, but {name} = {}",
-                        self.show(rule, *var, word),
-                        self.show(rule, *var, state.words[*var])
-                    ))
+                    let mut vars = reads.clone();
+                    vars.push(*var);
+                    Err(format!("is false for {}", self.listing(rule, &vars, state)))
                 }
                 Some(_) if state.bound[*var] => Ok(()),
                 Some(word) => {
@@ -2182,19 +2274,18 @@ impl<'a> Context<'a> {
         }
         probe.steps += 1;
         let mark = state.trail.len();
-        let fail = |context: &Context<'a>, state: &State, literal: String, reason: String| {
-            Candidate {
+        let fail =
+            |context: &Context<'a>, state: &State, literal: String, reason: String| Candidate {
                 held: unit,
                 literal,
                 reason,
                 values: context.named(code.id, state),
-            }
-        };
+            };
         // The head's expressions are checked as soon as their variables are bound.
         if let Some(reason) = self.head_mismatch(code, given, state) {
             return probe.fail(Candidate {
                 held: unit,
-                literal: "the head".to_string(),
+                literal: self.head_text(code.id),
                 reason,
                 values: self.named(code.id, state),
             });
@@ -2267,9 +2358,12 @@ impl<'a> Context<'a> {
                         &self.decode_row(*relation, rows.get(0)),
                     );
                     let reason = if rows.len() == 1 {
-                        format!("that row is there: {there}")
+                        format!("does not hold: {there} is there")
                     } else {
-                        format!("{} such rows are there, such as {there}", rows.len())
+                        format!(
+                            "does not hold: {} rows match it, such as {there}",
+                            rows.len()
+                        )
                     };
                     state.undo(mark);
                     probe.fail(fail(self, state, text, reason));
@@ -2286,9 +2380,6 @@ impl<'a> Context<'a> {
                     },
                     Err(reason) => {
                         state.undo(mark);
-                        let reason = reason
-                            .strip_prefix(&format!("`{text}` "))
-                            .map_or(reason.clone(), str::to_string);
                         probe.fail(fail(self, state, text, reason));
                     }
                 }
@@ -2297,7 +2388,7 @@ impl<'a> Context<'a> {
             Lit::Range { var, shown, .. } => {
                 let values = self.range(literal, state);
                 let named = shown.1;
-                let wanted = (named != *var && state.bound[named]).then(|| state.words[named]);
+                let wanted = state.bound[named].then(|| state.words[named]);
                 let reason = if values.is_empty() {
                     Some("gives no value".to_string())
                 } else if let Some(word) = wanted.filter(|word| !values.contains(word)) {
@@ -2332,7 +2423,8 @@ impl<'a> Context<'a> {
                 let result = self.group(aggregate, state, false).result;
                 let named = aggregate.shown.1;
                 let Some(word) = result else {
-                    return probe.fail(fail(self, state, text, "has no value: its group is empty".into()));
+                    let reason = "has no value: its group is empty".to_string();
+                    return probe.fail(fail(self, state, text, reason));
                 };
                 for slot in [aggregate.result, named] {
                     if state.bound[slot] && !same_result(aggregate, state.words[slot], word) {
@@ -2373,16 +2465,19 @@ impl<'a> Context<'a> {
             .enumerate()
             .filter_map(|(column, value)| value.as_ref().map(|value| (column, value)))
             .collect();
+        let pattern = format_fields(&info.name, &fields);
         if rows > 0 {
-            return format!(
-                "none of the rows that match {} fits it",
-                format_fields(&info.name, &fields)
-            );
+            return format!("does not match: no row of {pattern} fits it");
         }
         match given.as_slice() {
-            [] => format!("`{}` is empty", info.name),
-            [(column, value)] => format!("no row has {} in column {}", literal(value), column + 1),
-            _ => format!("no row matches {}", format_fields(&info.name, &fields)),
+            [] => format!("does not match: `{}` is empty", info.name),
+            [(column, value)] => format!(
+                "does not match: no row has {} in column {}",
+                literal(value),
+                column + 1
+            ),
+            _ if given.len() == fields.len() => format!("does not match: {pattern} is not there"),
+            _ => format!("does not match: no row matches {pattern}"),
         }
     }
 
@@ -2405,7 +2500,7 @@ impl<'a> Context<'a> {
         );
         probe.fail(Candidate {
             held: code.units.len(),
-            literal: "the head".to_string(),
+            literal: self.head_text(code.id),
             reason: format!("derives {row}, which the engine does not hold"),
             values: self.named(code.id, state),
         });
@@ -2582,7 +2677,11 @@ fn premise_lines<'d>(premise: &'d Premise, depth: usize, stack: &mut Vec<Print<'
                 "mean" => format!("the mean over {size}"),
                 _ => format!("over {size}"),
             };
-            let colon = if aggregate.members.is_empty() { "" } else { ":" };
+            let colon = if aggregate.members.is_empty() {
+                ""
+            } else {
+                ":"
+            };
             format!("`{}` is {result}, {how}{colon}", aggregate.literal)
         }
     };
@@ -2620,7 +2719,7 @@ impl fmt::Display for WhyNot {
                 if let Some(input) = input {
                     write!(
                         f,
-                        "  `{}` takes inserts: no such fact was inserted",
+                        "  `{}` is an input relation: no such fact was inserted",
                         self.relation
                     )?;
                     if let Some(holder) = &input.key_holder {
@@ -2642,7 +2741,7 @@ impl fmt::Display for WhyNot {
                             truncated,
                         } => {
                             for candidate in candidates {
-                                write!(f, "    `{}`: {}", candidate.literal, candidate.reason)?;
+                                write!(f, "    `{}` {}", candidate.literal, candidate.reason)?;
                                 if !candidate.values.is_empty() {
                                     write!(f, "   with {}", variable_list(&candidate.values))?;
                                 }

@@ -9,11 +9,11 @@
 //! Every parse error points at the byte where the text stops making sense, and every error of
 //! the engine (an unknown relation, a wrong arity, a value of the wrong type) at the name or
 //! the argument it is about, so that whoever typed the text sees where it went wrong:
-//! [`QueryError::render`] gives `1:8: expected a value or a variable, found `)``.
+//! [`QueryError::render`] gives ``1:8: expected a value or a variable, found `)` ``.
 //!
 //! The program's lexer is not used: a query is one atom, and its errors should speak of values
 //! and variables rather than of clauses. This module knows nothing of the REPL, so that every
-//! front end (the REPL, the daemon's query endpoint) parses and answers queries alike.
+//! front end parses and answers queries alike.
 
 use crate::engine::{Engine, EngineError, Tuple};
 use crate::transaction::{Op, Transaction};
@@ -349,8 +349,12 @@ impl<'t> Parser<'t> {
             };
             let atom = self.atom()?;
             changes.push(Change { op, atom });
-            if !self.eat(".") || self.at_end() {
+            let ended = self.eat(".");
+            if self.at_end() {
                 return Ok(changes);
+            }
+            if !ended {
+                return Err(self.unexpected("`.` after the change"));
             }
         }
     }
@@ -785,6 +789,11 @@ mod tests {
         assert_eq!(changes[1].op, Op::Retract);
         assert_eq!(changes[1].atom.arguments[1].span, 22..23);
         assert_eq!(parse_changes("+flag()").unwrap().len(), 1);
+        let text = "+edge(1, 2) -edge(2, 3)";
+        assert_eq!(
+            parse_changes(text).unwrap_err().render(text),
+            "1:13: expected `.` after the change, found `-`"
+        );
         let text = "+edge(1, 2). edge(3, 4).";
         assert_eq!(
             parse_changes(text).unwrap_err().render(text),

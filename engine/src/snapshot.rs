@@ -103,16 +103,15 @@ impl Engine {
         transaction.at(snapshot.now);
         for relation in &snapshot.relations {
             for tuple in &relation.tuples {
-                let values: Option<Vec<Value>> =
+                let fields: Vec<Option<Value>> =
                     tuple.values.iter().map(|field| field.0.clone()).collect();
-                let Some(values) = values else {
-                    return Err(EngineError::Rejected(format!(
-                        "the snapshot has a `_` in a tuple of `{}`",
-                        relation.name
-                    )));
-                };
                 let event = tuple.event.as_deref().map(Arc::from);
-                transaction.restore(&relation.name, &values, event.clone().unwrap_or_else(|| Arc::from("")))?;
+                transaction.restore(
+                    &relation.name,
+                    &fields,
+                    event.clone().unwrap_or_else(|| Arc::from("")),
+                )?;
+                let values: Vec<Value> = fields.into_iter().flatten().collect();
                 origins.push((
                     relation.name.clone(),
                     values,

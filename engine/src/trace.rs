@@ -11,7 +11,8 @@
 //!   take it; omitted, the time stays as it was; earlier than the current time, the transaction
 //!   is rejected.
 //! - `event`: a label for the event, shown by explanations of the tuples it brought in.
-//! - `retract`, then `insert`: tuples by relation, each list applied in order. Values are JSON
+//! - `restore`, then `retract`, then `insert`: tuples by relation, each list applied in order.
+//!   `restore` inserts tuples exactly as given, stamps included (saved facts brought back). Values are JSON
 //!   integers (for `number`, `unsigned` and `float` columns), floats (for `float` columns),
 //!   strings (for symbols), and `null` for `_` (a stamp column of an insert; a non-key column of
 //!   a retraction from a keyed relation).
@@ -37,6 +38,9 @@ pub struct Entry {
     pub time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// Tuples inserted exactly as given, stamps included: saved facts brought back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restore: BTreeMap<String, Vec<Vec<Field>>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retract: BTreeMap<String, Vec<Vec<Field>>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -59,6 +63,13 @@ impl Entry {
         }
         if let Some(event) = &self.event {
             transaction.event(event.as_str());
+        }
+        let event: std::sync::Arc<str> = std::sync::Arc::from(self.event.as_deref().unwrap_or(""));
+        for (relation, tuples) in &self.restore {
+            for tuple in tuples {
+                let fields: Vec<Option<Value>> = tuple.iter().map(|field| field.0.clone()).collect();
+                let _ = transaction.restore(relation, &fields, event.clone());
+            }
         }
         for (op, writes) in [(Op::Retract, &self.retract), (Op::Insert, &self.insert)] {
             for (relation, tuples) in writes {

@@ -128,13 +128,12 @@ impl<'e> Transaction<'e> {
     pub(crate) fn restore(
         &mut self,
         relation: &str,
-        tuple: &[Value],
+        fields: &[Option<Value>],
         event: Arc<str>,
     ) -> Result<(), EngineError> {
-        let fields: Vec<Option<Value>> = tuple.iter().cloned().map(Some).collect();
         let result = self
             .engine
-            .check_write(Op::Insert, relation, &fields, true)
+            .check_write(Op::Insert, relation, fields, true)
             .map(|(relation, fields)| Item {
                 op: Op::Insert,
                 relation,
@@ -142,7 +141,7 @@ impl<'e> Transaction<'e> {
                 restore: true,
                 event: Some(event),
             });
-        self.push(result, Op::Insert, relation, &fields)
+        self.push(result, Op::Insert, relation, fields)
     }
 
     fn push(
@@ -180,7 +179,10 @@ impl<'e> Transaction<'e> {
         self.items.is_empty()
     }
 
-    fn resolve(&self) -> Result<Resolution, EngineError> {
+    /// Whether the transaction would commit: no invalid item, and a time that does not go
+    /// backwards. Returns its event time. A commit after a successful check fails only if the
+    /// dataflow itself fails, so a caller can make the transaction durable in between.
+    pub fn check(&self) -> Result<i64, EngineError> {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
@@ -191,6 +193,11 @@ impl<'e> Transaction<'e> {
                 self.engine.now()
             )));
         }
+        Ok(now)
+    }
+
+    fn resolve(&self) -> Result<Resolution, EngineError> {
+        let now = self.check()?;
         Ok(self.engine.resolve(&self.items, now, self.event.clone()))
     }
 
@@ -239,6 +246,11 @@ impl Engine {
             let stamp = feed.stamp == Some(column);
             let name = &info.columns[column].name;
             match field {
+                None if restore => {
+                    return Err(EngineError::Wildcard(format!(
+                        "column `{name}` of `{relation}` is `_`, but a restored tuple gives every value"
+                    )));
+                }
                 Some(_) if stamp && op == Op::Insert && !restore => {
                     return Err(EngineError::Wildcard(format!(
                         "column `{name}` of `{relation}` is its stamp, which the engine fills: write `_` there"

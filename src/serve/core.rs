@@ -1,0 +1,458 @@
+//! The engine thread: the one place where the engine and the journal are touched.
+//!
+//! Requests reach it as commands over a channel and are served one at a time, so that a
+//! transaction's logical time, its journal record and its change set always agree. A
+//! transaction is checked, appended to the journal and synced, and only then committed and
+//! acknowledged: a crash after the sync replays it, a crash before leaves no trace of it, and
+//! a refused transaction is never journaled. Every change set is published to the [`Feed`],
+//! from which watchers read in time order.
+
+use super::journal::{self, Journal, Record, Store};
+use super::metrics::Metrics;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+use tokio::sync::{oneshot, watch};
+use vigil_engine::query;
+use vigil_engine::trace::{Entry, Field};
+use vigil_engine::{ChangeSet, Engine, EngineError, Value};
+
+/// One row of a change set, as the API shows it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct ChangeRow {
+    pub relation: String,
+    pub diff: isize,
+    pub tuple: Vec<Field>,
+}
+
+/// A change set, as the API shows it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct Changes {
+    /// The logical time.
+    pub time: u64,
+    /// The event time, in seconds.
+    pub now: i64,
+    pub changes: Vec<ChangeRow>,
+    /// Retractions of tuples that were not there (`rel(1, _)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
+}
+
+impl Changes {
+    pub fn of(changes: &ChangeSet) -> Changes {
+        let mut rows = Vec::new();
+        for relation in changes.decoded() {
+            for (tuple, diff) in relation.rows {
+                rows.push(ChangeRow {
+                    relation: relation.relation.clone(),
+                    diff,
+                    tuple: tuple.into_iter().map(|v| Field(Some(v))).collect(),
+                });
+            }
+        }
+        Changes {
+            time: changes.time,
+            now: changes.now,
+            changes: rows,
+            absent: changes.absent.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// Only the rows of `relation`.
+    pub fn only(&self, relation: &str) -> Changes {
+        Changes {
+            time: self.time,
+            now: self.now,
+            changes: self
+                .changes
+                .iter()
+                .filter(|row| row.relation == relation)
+                .cloned()
+                .collect(),
+            absent: Vec::new(),
+        }
+    }
+}
+
+/// Why a request could not be served.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The request is wrong (a rejected transaction, an unknown relation, a bad query): 4xx.
+    Invalid(String),
+    /// The server failed (the journal cannot be written, the dataflow failed): 5xx.
+    Failed(String),
+}
+
+impl From<EngineError> for Refusal {
+    fn from(error: EngineError) -> Refusal {
+        match error {
+            EngineError::Dataflow(message) => Refusal::Failed(message),
+            other => Refusal::Invalid(other.to_string()),
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
+
+/// Rows that answer a query: the variables' names and one binding per row (or whole tuples
+/// when the query has no variables).
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    pub variables: Vec<String>,
+    pub rows: Vec<Vec<Field>>,
+}
+
+/// The engine's vital signs, for health and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub time: u64,
+    pub now: i64,
+    pub views: Vec<(String, usize)>,
+    pub journal_bytes: u64,
+    pub journal_records: u64,
+}
+
+enum Command {
+    Transact(Entry, Reply<Changes>),
+    WhatIf(Entry, Reply<Changes>),
+    Query(String, Reply<Answer>),
+    Why(String, bool, Reply<serde_json::Value>),
+    Status(Reply<Status>),
+    Compact(Reply<Status>),
+}
+
+/// The change sets recently published, for watchers that join late or reconnect.
+pub struct Feed {
+    recent: Mutex<VecDeque<Arc<Changes>>>,
+    capacity: usize,
+    latest: watch::Sender<u64>,
+}
+
+impl Feed {
+    fn new(capacity: usize, time: u64) -> Feed {
+        Feed {
+            recent: Mutex::new(VecDeque::new()),
+            capacity,
+            latest: watch::Sender::new(time),
+        }
+    }
+
+    fn publish(&self, changes: Changes) {
+        let time = changes.time;
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.push_back(Arc::new(changes));
+            while recent.len() > self.capacity {
+                recent.pop_front();
+            }
+        }
+        self.latest.send_replace(time);
+    }
+
+    /// The change sets after logical time `after`, or `None` if some of them are no longer
+    /// kept (the watcher must read the view again and watch from its time).
+    pub fn since(&self, after: u64) -> Option<Vec<Arc<Changes>>> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = *self.latest.borrow();
+        if after >= latest {
+            return Some(Vec::new());
+        }
+        let oldest = recent.front().map_or(latest + 1, |c| c.time);
+        if after + 1 < oldest {
+            return None;
+        }
+        Some(recent.iter().filter(|c| c.time > after).cloned().collect())
+    }
+
+    /// Follows the latest logical time.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+}
+
+/// A handle on the engine thread.
+#[derive(Clone)]
+pub struct Core {
+    commands: mpsc::Sender<Command>,
+    pub feed: Arc<Feed>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How the engine thread starts.
+pub struct Start {
+    pub engine: Engine,
+    pub store: Store,
+    /// Drop the damaged frame at this offset of the journal and everything after it.
+    pub truncate_journal_at: Option<u64>,
+    /// Write a snapshot and compact the journal after this many records.
+    pub snapshot_every: u64,
+    /// Change sets kept for watchers that reconnect.
+    pub feed_capacity: usize,
+    /// Called with every committed change set, on the engine thread (the decision log).
+    pub observer: Option<Box<dyn FnMut(&ChangeSet, &Engine) + Send>>,
+}
+
+impl Core {
+    /// Restores the engine from the snapshot and the journal, then serves commands on a
+    /// thread of its own. Returns once the state is restored (or restoring failed).
+    pub fn start(start: Start) -> Result<Core> {
+        let Start {
+            mut engine,
+            store,
+            truncate_journal_at,
+            snapshot_every,
+            feed_capacity,
+            mut observer,
+        } = start;
+        std::fs::create_dir_all(&store.dir)
+            .with_context(|| format!("{}: cannot create the data directory", store.dir.display()))?;
+        let snapshot = journal::read_snapshot(&store.snapshot_path())?;
+        let base = snapshot.as_ref().map_or(0, |s| s.time);
+        if let Some(snapshot) = &snapshot {
+            engine
+                .restore(snapshot)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", store.snapshot_path().display()))?;
+        }
+        let (journal, records, recovery) =
+            Journal::open(&store.journal_path(), truncate_journal_at)?;
+        if let Some((offset, bytes)) = recovery.truncated {
+            eprintln!(
+                "warning: {}: dropped a torn last frame of {bytes} bytes at byte {offset} (a crash while it was written; that transaction was never acknowledged)",
+                store.journal_path().display()
+            );
+        }
+        for record in records.iter().filter(|record| record.time > base) {
+            let changes = record.entry.apply(&mut engine).map_err(|error| {
+                anyhow::anyhow!(
+                    "{}: the record of logical time {} no longer applies: {error}",
+                    store.journal_path().display(),
+                    record.time
+                )
+            })?;
+            if changes.time != record.time {
+                anyhow::bail!(
+                    "{}: the record of logical time {} replays at time {}; the journal does not belong to this program and snapshot",
+                    store.journal_path().display(),
+                    record.time,
+                    changes.time
+                );
+            }
+        }
+        let metrics = Arc::new(Metrics::default());
+        let feed = Arc::new(Feed::new(feed_capacity, engine.time()));
+        let (commands, receiver) = mpsc::channel();
+        let core = Core {
+            commands,
+            feed: feed.clone(),
+            metrics: metrics.clone(),
+        };
+        let mut state = State {
+            engine,
+            journal,
+            store,
+            snapshot_every,
+            feed,
+            metrics,
+            kept: records.into_iter().filter(|r| r.time > base).collect(),
+        };
+        state.update_gauges();
+        std::thread::Builder::new()
+            .name("vigil-engine".into())
+            .spawn(move || {
+                while let Ok(command) = receiver.recv() {
+                    state.serve(command, &mut observer);
+                }
+            })
+            .context("cannot start the engine thread")?;
+        Ok(core)
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, Refusal> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| Refusal::Failed("the engine thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Refusal::Failed("the engine thread has stopped".into()))?
+    }
+
+    pub async fn transact(&self, entry: Entry) -> Result<Changes, Refusal> {
+        self.ask(|reply| Command::Transact(entry, reply)).await
+    }
+
+    pub async fn what_if(&self, entry: Entry) -> Result<Changes, Refusal> {
+        self.ask(|reply| Command::WhatIf(entry, reply)).await
+    }
+
+    pub async fn query(&self, text: String) -> Result<Answer, Refusal> {
+        self.ask(|reply| Command::Query(text, reply)).await
+    }
+
+    /// `why` (or `why not`, with `not`) of an atom, as JSON with a `text` rendering.
+    pub async fn why(&self, text: String, not: bool) -> Result<serde_json::Value, Refusal> {
+        self.ask(|reply| Command::Why(text, not, reply)).await
+    }
+
+    pub async fn status(&self) -> Result<Status, Refusal> {
+        self.ask(Command::Status).await
+    }
+
+    pub async fn compact(&self) -> Result<Status, Refusal> {
+        self.ask(Command::Compact).await
+    }
+}
+
+struct State {
+    engine: Engine,
+    journal: Journal,
+    store: Store,
+    snapshot_every: u64,
+    feed: Arc<Feed>,
+    metrics: Arc<Metrics>,
+    /// The journal's records since the snapshot, for rewriting it at compaction.
+    kept: Vec<Record>,
+}
+
+impl State {
+    fn serve(
+        &mut self,
+        command: Command,
+        observer: &mut Option<Box<dyn FnMut(&ChangeSet, &Engine) + Send>>,
+    ) {
+        match command {
+            Command::Transact(entry, reply) => {
+                let started = Instant::now();
+                let result = self.transact(entry, observer);
+                self.metrics.transaction(started.elapsed(), result.is_ok());
+                let _ = reply.send(result);
+            }
+            Command::WhatIf(entry, reply) => {
+                let result = entry
+                    .transaction(&mut self.engine)
+                    .what_if()
+                    .map(|changes| Changes::of(&changes))
+                    .map_err(Refusal::from);
+                let _ = reply.send(result);
+            }
+            Command::Query(text, reply) => {
+                let _ = reply.send(self.query(&text));
+            }
+            Command::Why(text, not, reply) => {
+                let _ = reply.send(self.why(&text, not));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(Ok(self.status()));
+            }
+            Command::Compact(reply) => {
+                let result = self
+                    .compact()
+                    .map(|()| self.status())
+                    .map_err(|error| Refusal::Failed(format!("{error:#}")));
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn transact(
+        &mut self,
+        mut entry: Entry,
+        observer: &mut Option<Box<dyn FnMut(&ChangeSet, &Engine) + Send>>,
+    ) -> Result<Changes, Refusal> {
+        let time = self.engine.time() + 1;
+        let now = entry.transaction(&mut self.engine).check()?;
+        entry.time = Some(now);
+        entry.whatif = false;
+        let record = Record { time, entry };
+        self.journal
+            .append(&record)
+            .map_err(|error| Refusal::Failed(format!("{error:#}")))?;
+        let changes = match record.entry.apply(&mut self.engine) {
+            Ok(changes) => changes,
+            Err(error) => {
+                // The record is durable and valid: only the dataflow itself can fail here,
+                // and a restart replays the record.
+                eprintln!("error: the engine failed after journaling logical time {time}: {error}");
+                std::process::exit(70);
+            }
+        };
+        self.kept.push(record);
+        if let Some(observer) = observer {
+            observer(&changes, &self.engine);
+        }
+        let api = Changes::of(&changes);
+        self.feed.publish(api.clone());
+        self.update_gauges();
+        if self.snapshot_every > 0 && self.kept.len() as u64 >= self.snapshot_every {
+            if let Err(error) = self.compact() {
+                eprintln!("warning: compaction failed, the journal keeps growing: {error:#}");
+            }
+        }
+        Ok(api)
+    }
+
+    fn query(&self, text: &str) -> Result<Answer, Refusal> {
+        let atom = query::parse_atom(text).map_err(|e| Refusal::Invalid(e.render(text)))?;
+        let answer =
+            query::run(&self.engine, &atom).map_err(|e| Refusal::Invalid(e.render(text)))?;
+        let rows = if answer.variables.is_empty() {
+            answer.tuples.clone()
+        } else {
+            answer.bindings()
+        };
+        Ok(Answer {
+            variables: answer.variables.clone(),
+            rows: rows
+                .into_iter()
+                .map(|row| row.into_iter().map(|v: Value| Field(Some(v))).collect())
+                .collect(),
+        })
+    }
+
+    fn why(&self, text: &str, not: bool) -> Result<serde_json::Value, Refusal> {
+        let invalid = |e: query::QueryError| Refusal::Invalid(e.render(text));
+        let atom = query::parse_atom(text).map_err(invalid)?;
+        let (json, rendered) = if not {
+            let pattern = query::pattern(&self.engine, &atom).map_err(invalid)?;
+            let answer = self.engine.why_not(&atom.relation, &pattern)?;
+            (answer.to_json(), answer.to_string())
+        } else {
+            let tuple = query::tuple(&self.engine, &atom, "`why`").map_err(invalid)?;
+            let answer = self.engine.why(&atom.relation, &tuple)?;
+            (answer.to_json(), answer.to_string())
+        };
+        Ok(serde_json::json!({ "explanation": json, "text": rendered }))
+    }
+
+    fn status(&self) -> Status {
+        let program = self.engine.program();
+        let views = program
+            .relations
+            .iter()
+            .filter(|r| !r.outputs.is_empty())
+            .map(|r| (r.name.clone(), self.engine.len(&r.name).unwrap_or(0)))
+            .collect();
+        Status {
+            time: self.engine.time(),
+            now: self.engine.now(),
+            views,
+            journal_bytes: self.journal.len(),
+            journal_records: self.journal.records(),
+        }
+    }
+
+    fn update_gauges(&self) {
+        self.metrics.set_status(self.status());
+    }
+
+    /// Writes a snapshot of the current state and drops the journal records it covers.
+    fn compact(&mut self) -> Result<()> {
+        journal::write_snapshot(&self.store.snapshot_path(), &self.engine.snapshot())?;
+        self.kept.clear();
+        self.journal.rewrite(&[])?;
+        self.update_gauges();
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! The journal: every accepted transaction, appended and made durable before it is
+//! acknowledged, so that a restart replays the engine to exactly the same state.
+//!
+//! The file starts with the 8-byte magic `VIGILJ` 0 1, then holds one frame per transaction:
+//!
+//! | bytes | what |
+//! |---|---|
+//! | 4 | payload length, little-endian |
+//! | 32 | BLAKE3 hash of the payload |
+//! | n | payload: a MessagePack [`Record`] |
+//!
+//! A frame is appended and `fsync`ed before the transaction is acknowledged. A crash can only
+//! tear the last frame; opening the journal truncates a torn tail with a warning. A frame that
+//! is damaged with more frames after it is not something a crash does: opening stops with an
+//! error that names its offset, unless the operator asks to truncate there.
+//!
+//! Snapshots bound the replay: a snapshot file holds the engine's inputs at a logical time
+//! ([`vigil_engine::snapshot::Snapshot`]), with the same magic-hash-payload layout; compaction
+//! writes one, then rewrites the journal without the records it covers. Both are written to a
+//! temporary file, synced, and renamed into place, so a crash leaves the old or the new file,
+//! never half of one.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use vigil_engine::snapshot::Snapshot;
+use vigil_engine::trace::Entry;
+
+const JOURNAL_MAGIC: &[u8; 8] = b"VIGILJ\x00\x01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"VIGILS\x00\x01";
+const HEADER: usize = 4 + 32;
+
+/// One accepted transaction: its logical time and what it wrote (its `time` is always set).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub time: u64,
+    pub entry: Entry,
+}
+
+/// An open journal, positioned at its end.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    records: u64,
+}
+
+/// What opening found besides the records.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// A torn tail was truncated: the offset it started at and its length.
+    pub truncated: Option<(u64, u64)>,
+}
+
+/// The data directory's files.
+pub struct Store {
+    pub dir: PathBuf,
+}
+
+impl Store {
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("journal.vj")
+    }
+
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.dir.join("snapshot.vs")
+    }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER + payload.len());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(blake3::hash(payload).as_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = File::create(&temporary)
+        .with_context(|| format!("{}: cannot create", temporary.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("{}: cannot write", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("{}: cannot replace", path.display()))?;
+    if let Some(dir) = path.parent() {
+        // The rename is durable once the directory is.
+        File::open(dir).and_then(|dir| dir.sync_all()).ok();
+    }
+    Ok(())
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` and reads every record. A torn last frame is
+    /// truncated and reported in the [`Recovery`]; damage before the tail is an error naming
+    /// its offset, unless `truncate_at` is that offset, which drops the damaged frame and
+    /// everything after it.
+    pub fn open(path: &Path, truncate_at: Option<u64>) -> Result<(Journal, Vec<Record>, Recovery)> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("{}: cannot open the journal", path.display()))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("{}: cannot read the journal", path.display()))?;
+        let mut recovery = Recovery::default();
+        if bytes.is_empty() {
+            file.write_all(JOURNAL_MAGIC)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("{}: cannot write the journal", path.display()))?;
+            let journal = Journal {
+                path: path.to_path_buf(),
+                file,
+                len: JOURNAL_MAGIC.len() as u64,
+                records: 0,
+            };
+            return Ok((journal, Vec::new(), recovery));
+        }
+        if bytes.len() < JOURNAL_MAGIC.len() || &bytes[..JOURNAL_MAGIC.len()] != JOURNAL_MAGIC {
+            bail!(
+                "{}: not a Vigil journal (it does not start with the journal's magic bytes)",
+                path.display()
+            );
+        }
+        let mut records = Vec::new();
+        let mut offset = JOURNAL_MAGIC.len();
+        let mut end = bytes.len();
+        while offset < end {
+            let rest = &bytes[offset..];
+            if rest.len() < HEADER {
+                recovery.truncated = Some((offset as u64, rest.len() as u64));
+                end = offset;
+                break;
+            }
+            let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            if rest.len() < HEADER + len {
+                recovery.truncated = Some((offset as u64, rest.len() as u64));
+                end = offset;
+                break;
+            }
+            let payload = &rest[HEADER..HEADER + len];
+            let last = offset + HEADER + len == bytes.len();
+            let damage = if blake3::hash(payload).as_bytes() != &rest[4..HEADER] {
+                Some("its checksum does not match".to_string())
+            } else {
+                match rmp_serde::from_slice::<Record>(payload) {
+                    Ok(record) => {
+                        records.push(record);
+                        None
+                    }
+                    Err(error) => Some(format!("it does not decode: {error}")),
+                }
+            };
+            if let Some(damage) = damage {
+                if last {
+                    // A crash while the last frame was written.
+                    recovery.truncated = Some((offset as u64, rest.len() as u64));
+                    end = offset;
+                    break;
+                }
+                if truncate_at == Some(offset as u64) {
+                    recovery.truncated = Some((offset as u64, rest.len() as u64));
+                    end = offset;
+                    break;
+                }
+                bail!(
+                    "{}: the frame at byte {offset} is damaged ({damage}), and {} bytes follow it; \
+                     nothing was started. To drop that frame and everything after it, start with \
+                     --truncate-journal-at {offset}",
+                    path.display(),
+                    bytes.len() - offset - HEADER - len
+                );
+            }
+            offset += HEADER + len;
+        }
+        if end < bytes.len() {
+            file.set_len(end as u64)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("{}: cannot truncate the journal", path.display()))?;
+        }
+        let journal = Journal {
+            path: path.to_path_buf(),
+            file,
+            len: end as u64,
+            records: records.len() as u64,
+        };
+        Ok((journal, records, recovery))
+    }
+
+    /// Appends a record and waits until it is on disk.
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        let payload = rmp_serde::to_vec_named(record).context("cannot encode a journal record")?;
+        let bytes = frame(&payload);
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data())
+            .with_context(|| format!("{}: cannot append to the journal", self.path.display()))?;
+        self.len += bytes.len() as u64;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// The journal's size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The records in the journal.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Rewrites the journal with only `records` (those after a snapshot), atomically.
+    pub fn rewrite(&mut self, records: &[Record]) -> Result<()> {
+        let mut bytes = JOURNAL_MAGIC.to_vec();
+        for record in records {
+            let payload =
+                rmp_serde::to_vec_named(record).context("cannot encode a journal record")?;
+            bytes.extend(frame(&payload));
+        }
+        replace_file(&self.path, &bytes)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("{}: cannot open the journal", self.path.display()))?;
+        self.len = bytes.len() as u64;
+        self.records = records.len() as u64;
+        Ok(())
+    }
+}
+
+/// Writes a snapshot, atomically.
+pub fn write_snapshot(path: &Path, snapshot: &Snapshot) -> Result<()> {
+    let payload = rmp_serde::to_vec_named(snapshot).context("cannot encode the snapshot")?;
+    let mut bytes = SNAPSHOT_MAGIC.to_vec();
+    bytes.extend(frame(&payload));
+    replace_file(path, &bytes)
+}
+
+/// Reads the snapshot at `path`, if there is one. A damaged snapshot is an error: the journal
+/// no longer holds what it covered.
+pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(error).with_context(|| format!("{}: cannot read", path.display()));
+        }
+    };
+    let body = bytes
+        .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+        .with_context(|| format!("{}: not a Vigil snapshot", path.display()))?;
+    if body.len() < HEADER {
+        bail!("{}: the snapshot is truncated", path.display());
+    }
+    let len = u32::from_le_bytes(body[..4].try_into().expect("4 bytes")) as usize;
+    let payload = &body[HEADER..];
+    if payload.len() != len || blake3::hash(payload).as_bytes() != &body[4..HEADER] {
+        bail!(
+            "{}: the snapshot is damaged (its length or checksum does not match)",
+            path.display()
+        );
+    }
+    let snapshot = rmp_serde::from_slice(payload)
+        .with_context(|| format!("{}: the snapshot does not decode", path.display()))?;
+    Ok(Some(snapshot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(time: u64) -> Record {
+        Record {
+            time,
+            entry: Entry {
+                time: Some(time as i64 * 10),
+                event: Some(format!("event {time}")),
+                ..Entry::default()
+            },
+        }
+    }
+
+    fn temporary(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vigil-journal-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("journal.vj");
+        std::fs::remove_file(&path).ok();
+        path
+    }
+
+    fn written(path: &Path, count: u64) {
+        let (mut journal, records, _) = Journal::open(path, None).unwrap();
+        assert!(records.is_empty());
+        for time in 1..=count {
+            journal.append(&record(time)).unwrap();
+        }
+    }
+
+    #[test]
+    fn records_come_back_in_order() {
+        let path = temporary("order");
+        written(&path, 3);
+        let (journal, records, recovery) = Journal::open(&path, None).unwrap();
+        assert_eq!(records, vec![record(1), record(2), record(3)]);
+        assert!(recovery.truncated.is_none());
+        assert_eq!(journal.len(), std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn a_torn_tail_is_truncated() {
+        let path = temporary("torn");
+        written(&path, 3);
+        let full = std::fs::metadata(&path).unwrap().len();
+        // Cut the last frame at every possible point.
+        let (_, _, _) = Journal::open(&path, None).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let last = {
+            let payload = rmp_serde::to_vec_named(&record(3)).unwrap();
+            full - (HEADER + payload.len()) as u64
+        };
+        for cut in last + 1..full {
+            std::fs::write(&path, &bytes[..cut as usize]).unwrap();
+            let (mut journal, records, recovery) = Journal::open(&path, None).unwrap();
+            assert_eq!(records, vec![record(1), record(2)], "cut at {cut}");
+            assert_eq!(recovery.truncated, Some((last, cut - last)));
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), last);
+            // Appending goes on from the truncation.
+            journal.append(&record(3)).unwrap();
+            let (_, records, _) = Journal::open(&path, None).unwrap();
+            assert_eq!(records.len(), 3);
+        }
+    }
+
+    #[test]
+    fn damage_before_the_tail_stops_with_its_offset_unless_truncated_there() {
+        let path = temporary("damage");
+        written(&path, 3);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = {
+            let payload = rmp_serde::to_vec_named(&record(1)).unwrap();
+            JOURNAL_MAGIC.len() + HEADER + payload.len()
+        };
+        bytes[second + HEADER + 2] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let error = Journal::open(&path, None).err().unwrap().to_string();
+        assert!(error.contains(&format!("byte {second}")), "{error}");
+        assert!(error.contains("checksum"), "{error}");
+        // Nothing was changed by the failed open.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let (_, records, recovery) = Journal::open(&path, Some(second as u64)).unwrap();
+        assert_eq!(records, vec![record(1)]);
+        assert_eq!(recovery.truncated.map(|t| t.0), Some(second as u64));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_journal_is_refused() {
+        let path = temporary("foreign");
+        std::fs::write(&path, b"hello, world").unwrap();
+        let error = Journal::open(&path, None).err().unwrap().to_string();
+        assert!(error.contains("not a Vigil journal"), "{error}");
+    }
+
+    #[test]
+    fn rewriting_keeps_only_the_given_records() {
+        let path = temporary("rewrite");
+        written(&path, 4);
+        let (mut journal, records, _) = Journal::open(&path, None).unwrap();
+        journal.rewrite(&records[2..]).unwrap();
+        journal.append(&record(5)).unwrap();
+        let (_, records, _) = Journal::open(&path, None).unwrap();
+        assert_eq!(records, vec![record(3), record(4), record(5)]);
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_damage_is_an_error() {
+        let path = temporary("snapshot").with_file_name("snapshot.vs");
+        assert!(read_snapshot(&path).unwrap().is_none());
+        let snapshot = Snapshot {
+            time: 7,
+            now: 70,
+            relations: Vec::new(),
+        };
+        write_snapshot(&path, &snapshot).unwrap();
+        assert_eq!(read_snapshot(&path).unwrap(), Some(snapshot));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let error = read_snapshot(&path).unwrap_err().to_string();
+        assert!(error.contains("damaged"), "{error}");
+    }
+}

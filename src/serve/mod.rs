@@ -1,0 +1,235 @@
+//! `vigil serve`: the daemon. The engine, its journal and the HTTP API.
+//!
+//! Start-up restores the state (the snapshot, then the journal since), or, in a new data
+//! directory, loads the initial facts as the first transaction. The API is served on tokio and
+//! hyper; the engine lives on a thread of its own ([`core`]). SIGINT and SIGTERM stop the
+//! listener, let every request in flight finish (a transaction that reached the engine is
+//! journaled and acknowledged), end the watch streams, and exit.
+
+mod config;
+mod core;
+mod http;
+mod journal;
+mod metrics;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use vigil_engine::{Engine, Options};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The config file (see the README); without one, the bundled policy on the sample house.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen here instead of the config's address (`127.0.0.1:0` picks a free port and prints it).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Keep the journal and snapshot here instead of the config's directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Drop the damaged journal frame at this byte offset and everything after it (the error
+    /// that stopped start-up names the offset).
+    #[arg(long)]
+    truncate_journal_at: Option<u64>,
+}
+
+/// The wall clock, in whole seconds since the epoch.
+pub fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => config::Config::read(path)?,
+        None => config::Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let Some(program) = crate::run::compile(&config.program) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let store = journal::Store {
+        dir: config.data_dir.clone(),
+    };
+    let fresh = !store.journal_path().exists() && !store.snapshot_path().exists();
+    let engine = Engine::new(program.clone(), Options {
+        workers: config.workers,
+    })?;
+    let observer = decision_log(&program);
+    let core = core::Core::start(core::Start {
+        // A new data directory starts from nothing; the facts become its first journaled
+        // transaction below.
+        engine,
+        store,
+        truncate_journal_at: args.truncate_journal_at,
+        snapshot_every: config.snapshot_every,
+        feed_capacity: config.watch_backlog,
+        observer,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        if fresh && let Some(dir) = &config.facts {
+            load_initial_facts(&core, &program, dir).await?;
+        }
+        run(core, config, &program).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the facts directory as the first transaction of a new data directory, so that the
+/// journal alone rebuilds the state.
+async fn load_initial_facts(
+    core: &core::Core,
+    program: &vigil_engine::ir::Program,
+    dir: &std::path::Path,
+) -> Result<()> {
+    use vigil_engine::trace::{Entry, Field};
+    let mut entry = Entry {
+        event: Some(dir.display().to_string()),
+        ..Entry::default()
+    };
+    for relation in &program.relations {
+        if relation.input.is_none() {
+            continue;
+        }
+        if relation.feed.clock {
+            entry.time = vigil_engine::clock_facts(relation, dir)?;
+            continue;
+        }
+        let path = vigil_engine::io::facts_path(relation, dir);
+        if relation.feed.stream && !path.exists() {
+            continue;
+        }
+        let tuples = vigil_engine::io::read_facts(relation, dir)?;
+        let rows = tuples
+            .into_iter()
+            .map(|tuple| {
+                tuple
+                    .into_iter()
+                    .map(|value| Field(Some(value)))
+                    .collect()
+            })
+            .collect();
+        entry.restore.insert(relation.name.clone(), rows);
+    }
+    core.transact(entry).await.map_err(|refusal| match refusal {
+        core::Refusal::Invalid(message) | core::Refusal::Failed(message) => {
+            anyhow::anyhow!("{}: the initial facts were refused: {message}", dir.display())
+        }
+    })?;
+    Ok(())
+}
+
+/// Prints each decision as it is made: the rows that appear in and leave a view named
+/// `action` (id, kind, target, reason), if the program has one.
+fn decision_log(
+    program: &vigil_engine::ir::Program,
+) -> Option<Box<dyn FnMut(&vigil_engine::ChangeSet, &Engine) + Send>> {
+    let action = program.relation("action")?;
+    if program.relations[action].arity() != 4 {
+        return None;
+    }
+    Some(Box::new(|changes, _engine| {
+        for (tuple, diff) in changes.of("action") {
+            let text: Vec<String> = tuple.iter().map(ToString::to_string).collect();
+            if let [_, kind, target, reason] = text.as_slice() {
+                if diff > 0 {
+                    println!("t={} decide  {kind} {target}: {reason}", changes.now);
+                } else {
+                    println!("t={} settled {kind} {target}", changes.now);
+                }
+            }
+        }
+    }))
+}
+
+async fn run(core: core::Core, config: config::Config, program: &vigil_engine::ir::Program) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    println!("vigil serve: listening on http://{address}");
+    let (stop, stopped) = watch::channel(false);
+    let clock = config.clock.clone();
+    let api = Arc::new(http::Api::new(core.clone(), config, stopped.clone(), program));
+    if clock == config::Clock::Wall {
+        let core = core.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopped.changed() => return,
+                }
+                let entry = vigil_engine::trace::Entry {
+                    time: Some(wall_clock()),
+                    ..Default::default()
+                };
+                // A tick that the clock already passed is refused; the next one catches up.
+                let _ = core.transact(entry).await;
+            }
+        });
+    }
+    let mut connections = tokio::task::JoinSet::new();
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let api = api.clone();
+                let mut stopped = stopped.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |request| {
+                        let api = api.clone();
+                        async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
+                    });
+                    let connection = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = stopped.changed() => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                });
+            }
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    drop(listener);
+    println!("vigil serve: stopping; finishing the requests in flight");
+    let _ = stop.send(true);
+    let finished = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        eprintln!("warning: some connections did not finish within 10 s");
+    }
+    println!("vigil serve: stopped");
+    Ok(())
+}
