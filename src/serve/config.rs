@@ -57,6 +57,8 @@ pub struct Token {
 pub struct Config {
     pub listen: SocketAddr,
     pub program: PathBuf,
+    /// Without a config file, the sample house; in a config file, none unless given.
+    #[serde(default)]
     pub facts: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub clock: Clock,

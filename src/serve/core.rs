@@ -41,9 +41,13 @@ pub struct Changes {
 }
 
 impl Changes {
-    pub fn of(changes: &ChangeSet) -> Changes {
+    /// The rows of the relations that `shown` selects.
+    pub fn of(changes: &ChangeSet, shown: &dyn Fn(&str) -> bool) -> Changes {
         let mut rows = Vec::new();
         for relation in changes.decoded() {
+            if !shown(&relation.relation) {
+                continue;
+            }
             for (tuple, diff) in relation.rows {
                 rows.push(ChangeRow {
                     relation: relation.relation.clone(),
@@ -333,7 +337,7 @@ impl State {
                 let result = entry
                     .transaction(&mut self.engine)
                     .what_if()
-                    .map(|changes| Changes::of(&changes))
+                    .map(|changes| Changes::of(&changes, &|r| self.is_view(r)))
                     .map_err(Refusal::from);
                 let _ = reply.send(result);
             }
@@ -382,7 +386,7 @@ impl State {
         if let Some(observer) = observer {
             observer(&changes, &self.engine);
         }
-        let api = Changes::of(&changes);
+        let api = Changes::of(&changes, &|r| self.is_view(r));
         self.feed.publish(api.clone());
         self.update_gauges();
         if self.snapshot_every > 0 && self.kept.len() as u64 >= self.snapshot_every {
@@ -424,6 +428,16 @@ impl State {
             (answer.to_json(), answer.to_string())
         };
         Ok(serde_json::json!({ "explanation": json, "text": rendered }))
+    }
+
+    /// Whether a relation's changes are shown: the program's views (`.output` relations), or
+    /// every relation of a program that declares none.
+    fn is_view(&self, relation: &str) -> bool {
+        let program = self.engine.program();
+        let any = program.relations.iter().any(|r| !r.outputs.is_empty());
+        !any || program
+            .relation(relation)
+            .is_some_and(|id| !program.relations[id].outputs.is_empty())
     }
 
     fn status(&self) -> Status {
