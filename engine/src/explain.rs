@@ -1646,7 +1646,7 @@ impl Drafts {
         let known = self
             .node_of
             .get(&key)
-            .is_some_and(|&node| node < usize::MAX);
+            .is_some_and(|&node| self.nodes[node].how.is_some());
         let id = search.goals.len();
         search.goals.push(Goal {
             relation,

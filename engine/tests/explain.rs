@@ -881,3 +881,65 @@ fn questions_are_checked_like_reads() {
         "{error}"
     );
 }
+
+/// The checker is what the property tests rest on: a derivation whose every step is a valid
+/// rule instance, but which proves `path(1, 1)` from itself, must be rejected.
+#[test]
+fn the_checker_rejects_a_row_among_its_own_ancestors() {
+    let engine = graph_engine(CLOSURES[0], &[vec![(1, 2), (2, 1)]]);
+    let row = [Value::Number(1), Value::Number(1)];
+    let Explanation::Holds(honest) = engine.why("path", &row).unwrap() else {
+        panic!("path(1, 1) holds");
+    };
+    check_derivation(&engine, "path", &row, &honest).unwrap();
+    // path(1, 1) by path(1, 2), edge(2, 1); path(1, 2) by path(1, 1), edge(1, 2).
+    let node = |relation: &str, x: i64, y: i64, how: How| vigil_engine::explain::Node {
+        relation: relation.to_string(),
+        tuple: vec![Value::Number(x), Value::Number(y)],
+        how,
+    };
+    let variable = |var: usize, name: &str, value: i64| vigil_engine::explain::VariableValue {
+        var,
+        name: name.to_string(),
+        value: Value::Number(value),
+    };
+    let recursive = |x: i64, y: i64, z: i64, path: usize, edge: usize| How::Rule {
+        rule: 1,
+        location: String::new(),
+        clause: String::new(),
+        bindings: vec![
+            variable(0, "x", x),
+            variable(1, "y", y),
+            variable(2, "z", z),
+        ],
+        premises: vec![
+            Premise::Row {
+                literal: "path(x, y)".to_string(),
+                node: path,
+            },
+            Premise::Row {
+                literal: "edge(y, z)".to_string(),
+                node: edge,
+            },
+        ],
+    };
+    let input = |x: i64, y: i64| {
+        let tuple = [Value::Number(x), Value::Number(y)];
+        let found = honest
+            .nodes
+            .iter()
+            .find(|node| node.relation == "edge" && node.tuple == tuple)
+            .expect("the edge is in the honest derivation");
+        found.how.clone()
+    };
+    let cyclic = Derivation {
+        nodes: vec![
+            node("path", 1, 1, recursive(1, 2, 1, 1, 2)),
+            node("path", 1, 2, recursive(1, 1, 2, 0, 3)),
+            node("edge", 2, 1, input(2, 1)),
+            node("edge", 1, 2, input(1, 2)),
+        ],
+    };
+    let error = check_derivation(&engine, "path", &row, &cyclic).unwrap_err();
+    assert_eq!(error, "path(1, 1) is among its own ancestors");
+}

@@ -487,29 +487,35 @@ fn generate_state(rng: &mut Rng, house: &mut House) {
     let now = house.state.now;
     let config = house.config.clone();
     let state = &mut house.state;
+    // Things happen together in a house: everything came up after the last power cut, and
+    // the heavy nodes woke or fell asleep at a few moments of the day. Sharing moments keeps
+    // the number of distinct stamps (one transaction each, see `House::apply`) small.
+    let power_back = now - rng.range(1, 30) * 86_400 - rng.range(0, 86_399);
+    let moments = [
+        now,
+        now - config.idle_timeout_s,
+        now - rng.range(60, 6 * 3_600),
+        now - rng.range(6 * 3_600, 3 * 86_400),
+    ];
     for node in &house.nodes {
-        let power = match node.role {
-            Role::Logic => PowerState {
-                power: Power::Up,
-                since: now - rng.range(1, 30) * 86_400,
-            },
-            Role::Edge => PowerState {
-                power: Power::Up,
-                since: now - rng.range(3_600, 10 * 86_400),
-            },
-            Role::Hypervisor | Role::Gaming => PowerState {
-                power: if rng.chance(55) {
-                    Power::Up
-                } else {
-                    Power::Asleep
+        let since = if rng.chance(10) {
+            now - rng.range(1, 10 * 86_400)
+        } else {
+            match node.role {
+                Role::Logic | Role::Edge => power_back,
+                Role::Hypervisor | Role::Gaming => match rng.range(0, 9) {
+                    0 => moments[0],
+                    1 => moments[1],
+                    2..=5 => moments[2],
+                    _ => moments[3],
                 },
-                since: match rng.range(0, 19) {
-                    0 | 1 => now,
-                    2 => now - config.idle_timeout_s,
-                    _ => now - rng.range(1, 3 * 86_400),
-                },
-            },
+            }
         };
+        let power = match node.role {
+            Role::Hypervisor | Role::Gaming if rng.chance(45) => Power::Asleep,
+            _ => Power::Up,
+        };
+        let power = PowerState { power, since };
         state.power.insert(node.name.clone(), power);
     }
 
@@ -520,11 +526,7 @@ fn generate_state(rng: &mut Rng, house: &mut House) {
     };
     for name in upses {
         let (source, since, settled) = match rng.range(0, 99) {
-            0..=54 => (
-                Source::Line,
-                now - rng.range(config.ups_restore_holdoff_s + 1, 30 * 86_400),
-                true,
-            ),
+            0..=54 => (Source::Line, power_back, true),
             55..=64 => (
                 Source::Line,
                 now - rng.range(0, config.ups_restore_holdoff_s - 1),

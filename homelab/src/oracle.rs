@@ -19,16 +19,21 @@
 //!   before normal ones, within a tier the biggest draw first, equal draws by name. Shedding
 //!   walks that order and stops as soon as what it has shed covers the excess: a workload is
 //!   shed when what comes before it saves less than the excess.
-//! - **Placement.** A wanted workload (essential, or requested) that runs stays where it runs.
-//!   Otherwise it goes to the cheapest node that fits it: a hypervisor or a gaming rig (never
-//!   the logic node, never an edge), up or asleep, with the VRAM, RAM and cores that the
-//!   workloads running on it leave, no game running, its pinned node if it has one, and with
-//!   the workload's draw (plus the node's idle draw if the node must wake) within the headroom.
-//!   A node costs its idle draw, plus its boot time if it sleeps; equal costs go to the name
-//!   that sorts first. A wanted workload with no such node (or unknown to the inventory) is
-//!   unplaced. Each is placed against what runs now, independently of the others.
-//! - **Starting.** A placed workload that does not run yet starts when its node is up,
-//!   everything it depends on runs, and the power is stable.
+//! - **Placement.** A wanted workload (essential, or requested) that runs stays where it runs,
+//!   except on a gaming rig where a game now runs: it must leave the rig, and until it has
+//!   stopped there it has no place (it runs, so it is not placed anew either). A wanted
+//!   workload that does not run goes to the cheapest node that fits it: a hypervisor or a
+//!   gaming rig (never the logic node, never an edge), up or asleep, with the VRAM, RAM and
+//!   cores that the workloads running on it leave, no game running, its pinned node if it has
+//!   one, and with the workload's draw (plus the node's idle draw if the node must wake)
+//!   within the headroom. A node costs its idle draw, plus its boot time if it sleeps; equal
+//!   costs go to the name that sorts first. A wanted workload with no such node (or unknown
+//!   to the inventory) is unplaced. Each is placed against what runs now, independently of
+//!   the others.
+//! - **Starting.** A placed workload that does not run yet is ready when its node is up,
+//!   everything it depends on runs, and the power is stable. Starts go one at a time, so that
+//!   each is checked against what the previous one really left: of the ready workloads, only
+//!   the one whose name sorts first starts now.
 //! - **Waking.** A sleeping node that a placement needs is woken, ready after its boot time,
 //!   unless the power is unstable or a wake packet went out less than `wake_min_interval_s`
 //!   ago.
@@ -54,8 +59,8 @@ pub struct Decisions {
     pub placement: BTreeMap<String, String>,
     /// Wanted workloads that no node can take now.
     pub unplaced: BTreeSet<String>,
-    /// Workloads to start now, with their node.
-    pub start: BTreeMap<String, String>,
+    /// The workload to start now, with its node.
+    pub start: Option<(String, String)>,
     /// Nodes to wake now, with the seconds until they are ready.
     pub wake: BTreeMap<String, i64>,
 }
@@ -77,7 +82,13 @@ impl Decisions {
         vec![
             ("placement", pairs(&self.placement)),
             ("unplaced", singles(&self.unplaced)),
-            ("start", pairs(&self.start)),
+            (
+                "start",
+                self.start
+                    .iter()
+                    .map(|(w, n)| vec![w.clone(), n.clone()])
+                    .collect(),
+            ),
             (
                 "wake",
                 self.wake
@@ -200,7 +211,11 @@ pub fn decide(house: &House) -> Decisions {
     let mut unplaced = BTreeSet::new();
     for name in wanted {
         if let Some(node) = state.running.get(name) {
-            placement.insert(name.to_string(), node.clone());
+            if !state.games.contains(node) {
+                placement.insert(name.to_string(), node.clone());
+            } else {
+                unplaced.insert(name.to_string());
+            }
             continue;
         }
         let best = workloads.get(name).and_then(|workload| {
@@ -225,14 +240,17 @@ pub fn decide(house: &House) -> Decisions {
 
     // Starting and waking.
     let power = |node: &str| state.power.get(node).map(|p| p.power);
-    let mut start = BTreeMap::new();
+    let mut start = None;
     let mut wake = BTreeMap::new();
+    // `placement` is in name order, so the first ready workload is the one to start.
     for (workload, node) in &placement {
-        let ready = workloads
+        let dependencies_run = workloads
             .get(workload.as_str())
             .is_none_or(|w| w.depends_on.iter().all(|d| runs(d)));
-        if !runs(workload) && power(node) == Some(Power::Up) && ready && !unstable {
-            start.insert(workload.clone(), node.clone());
+        let ready =
+            !runs(workload) && power(node) == Some(Power::Up) && dependencies_run && !unstable;
+        if ready && start.is_none() {
+            start = Some((workload.clone(), node.clone()));
         }
         let deferred = state
             .last_wake
@@ -535,8 +553,37 @@ mod tests {
         house.state.running.remove("nas-db");
         let decisions = decide(&house);
         // nas-db depends on nas-storage, which runs; photos waits for nas-db.
-        let started: Vec<&str> = decisions.start.keys().map(String::as_str).collect();
-        assert_eq!(started, ["nas-db"]);
+        assert_eq!(
+            decisions.start,
+            Some(("nas-db".to_string(), "pve".to_string()))
+        );
         assert_eq!(decisions.placement["photos"], "pve");
+        // With nas-db up again, photos and a new backup are both ready: the name that sorts
+        // first starts, and the other waits for it.
+        house
+            .state
+            .running
+            .insert("nas-db".to_string(), "pve".to_string());
+        house.state.running.remove("backup");
+        let decisions = decide(&house);
+        assert_eq!(
+            decisions.start,
+            Some(("backup".to_string(), "pve".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_workload_on_a_rig_where_a_game_starts_has_no_place_until_it_stops() {
+        let mut house = sample();
+        house.state.power.get_mut("gaming").unwrap().power = Power::Up;
+        house
+            .state
+            .running
+            .insert("sdxl-batch".to_string(), "gaming".to_string());
+        assert_eq!(decide(&house).placement["sdxl-batch"], "gaming");
+        house.state.games.insert("gaming".to_string());
+        let decisions = decide(&house);
+        assert!(!decisions.placement.contains_key("sdxl-batch"));
+        assert!(decisions.unplaced.contains("sdxl-batch"));
     }
 }
