@@ -125,6 +125,8 @@ enum Command {
     Why(String, bool, Reply<serde_json::Value>),
     Status(Reply<Status>),
     Compact(Reply<Status>),
+    /// Moves the clock to the wall clock, if it is behind.
+    Tick,
 }
 
 /// The change sets recently published, for watchers that join late or reconnect.
@@ -186,6 +188,9 @@ pub struct Core {
 
 /// How the engine thread starts.
 pub struct Start {
+    /// Transactions that give no time happen at the wall clock (never before the engine's
+    /// current time).
+    pub wall_clock: bool,
     pub engine: Engine,
     pub store: Store,
     /// Drop the damaged frame at this offset of the journal and everything after it.
@@ -203,6 +208,7 @@ impl Core {
     /// thread of its own. Returns once the state is restored (or restoring failed).
     pub fn start(start: Start) -> Result<Core> {
         let Start {
+            wall_clock,
             mut engine,
             store,
             truncate_journal_at,
@@ -260,6 +266,7 @@ impl Core {
             feed,
             metrics,
             kept: records.into_iter().filter(|r| r.time > base).collect(),
+            wall_clock,
         };
         state.update_gauges();
         std::thread::Builder::new()
@@ -307,6 +314,11 @@ impl Core {
     pub async fn compact(&self) -> Result<Status, Refusal> {
         self.ask(Command::Compact).await
     }
+
+    /// Moves the clock to the wall clock if it is behind; does not wait.
+    pub fn tick(&self) {
+        let _ = self.commands.send(Command::Tick);
+    }
 }
 
 struct State {
@@ -318,6 +330,7 @@ struct State {
     metrics: Arc<Metrics>,
     /// The journal's records since the snapshot, for rewriting it at compaction.
     kept: Vec<Record>,
+    wall_clock: bool,
 }
 
 impl State {
@@ -350,6 +363,18 @@ impl State {
             Command::Status(reply) => {
                 let _ = reply.send(Ok(self.status()));
             }
+            Command::Tick => {
+                let wall = super::wall_clock();
+                if wall > self.engine.now() {
+                    let entry = Entry {
+                        time: Some(wall),
+                        ..Entry::default()
+                    };
+                    let started = Instant::now();
+                    let result = self.transact(entry, observer);
+                    self.metrics.transaction(started.elapsed(), result.is_ok());
+                }
+            }
             Command::Compact(reply) => {
                 let result = self
                     .compact()
@@ -366,6 +391,9 @@ impl State {
         observer: &mut Option<Box<dyn FnMut(&ChangeSet, &Engine) + Send>>,
     ) -> Result<Changes, Refusal> {
         let time = self.engine.time() + 1;
+        if entry.time.is_none() && self.wall_clock {
+            entry.time = Some(super::wall_clock().max(self.engine.now()));
+        }
         let now = entry.transaction(&mut self.engine).check()?;
         entry.time = Some(now);
         entry.whatif = false;

@@ -282,7 +282,6 @@ impl Api {
                         "`whatif` transactions go to /v1/whatif",
                     );
                 }
-                let entry = self.with_time(entry);
                 match self.core.transact(entry).await {
                     Ok(changes) => respond(StatusCode::OK, output, &changes),
                     Err(refusal) => refused(output, refusal),
@@ -293,7 +292,6 @@ impl Api {
                     Ok(entry) => entry,
                     Err(response) => return response,
                 };
-                let entry = self.with_time(entry);
                 match self.core.what_if(entry).await {
                     Ok(changes) => respond(StatusCode::OK, output, &changes),
                     Err(refusal) => refused(output, refusal),
@@ -350,14 +348,6 @@ impl Api {
             }
             _ => error(StatusCode::NOT_FOUND, output, "no such endpoint"),
         }
-    }
-
-    /// With the wall clock, a transaction that gives no time happens now.
-    fn with_time(&self, mut entry: Entry) -> Entry {
-        if entry.time.is_none() && self.config.clock == super::config::Clock::Wall {
-            entry.time = Some(super::wall_clock());
-        }
-        entry
     }
 
     /// Streams the change sets of `view` after the logical time `from` (the query parameter,

@@ -71,6 +71,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     })?;
     let observer = decision_log(&program);
     let core = core::Core::start(core::Start {
+        wall_clock: config.clock == config::Clock::Wall,
         // A new data directory starts from nothing; the facts become its first journaled
         // transaction below.
         engine,
@@ -176,15 +177,9 @@ async fn run(core: core::Core, config: config::Config, program: &vigil_engine::i
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => core.tick(),
                     _ = stopped.changed() => return,
                 }
-                let entry = vigil_engine::trace::Entry {
-                    time: Some(wall_clock()),
-                    ..Default::default()
-                };
-                // A tick that the clock already passed is refused; the next one catches up.
-                let _ = core.transact(entry).await;
             }
         });
     }
