@@ -35,13 +35,15 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
         .with_context(|| format!("{}: cannot read the trace", args.trace.display()))?;
     for view in &args.views {
         if program.relation(view).is_none() {
-            bail!("--views: `{view}` is not a relation of {}", args.program.display());
+            bail!(
+                "--views: `{view}` is not a relation of {}",
+                args.program.display()
+            );
         }
     }
     let shown: Vec<String> = if !args.views.is_empty() {
         args.views.clone()
-    } else if args.all || program.relations.iter().all(|r| r.outputs.is_empty())
-    {
+    } else if args.all || program.relations.iter().all(|r| r.outputs.is_empty()) {
         program.relations.iter().map(|r| r.name.clone()).collect()
     } else {
         program
@@ -94,7 +96,11 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
                 if entry.whatif {
                     writeln!(out, "what-if at {}{label}", changes.now)?;
                 } else {
-                    writeln!(out, "transaction {} at {}{label}", changes.time, changes.now)?;
+                    writeln!(
+                        out,
+                        "transaction {} at {}{label}",
+                        changes.time, changes.now
+                    )?;
                 }
                 print(&mut out, changes)?;
             }

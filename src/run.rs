@@ -4,9 +4,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use vigil_engine::ir::Program;
 use std::process::ExitCode;
 use std::sync::Arc;
+use vigil_engine::ir::Program;
 use vigil_engine::value::{self, Interner, Word};
 use vigil_engine::{dataflow, io};
 

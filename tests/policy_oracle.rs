@@ -14,15 +14,11 @@ use vigil_engine::{Engine, Options};
 use vigil_homelab::oracle::{self, Rows};
 use vigil_homelab::{House, generate};
 
-/// `(nodes, workloads, edges, houses)`: from a single hypervisor to a house of a dozen
-/// heavy nodes, 1,000 houses in all.
-const SIZES: [(usize, usize, usize, u64); 5] = [
-    (2, 4, 0, 150),
-    (3, 6, 1, 300),
-    (4, 10, 2, 300),
-    (6, 16, 3, 170),
-    (12, 40, 6, 80),
-];
+/// `(nodes, workloads, edges, houses)`: from a single hypervisor to a house of a dozen heavy
+/// nodes, 1,000 houses in all, in two halves of about the same cost that run in parallel.
+type Sizes = [(usize, usize, usize, u64)];
+const SMALL_AND_LARGE: &Sizes = &[(2, 4, 0, 150), (3, 6, 1, 300), (12, 40, 6, 80)];
+const MIDDLE: &Sizes = &[(4, 10, 2, 300), (6, 16, 3, 170)];
 
 fn homelab_rules() -> vigil_engine::ir::Program {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/homelab.dl");
@@ -51,48 +47,23 @@ fn diff(view: &str, expected: &Rows, actual: &Rows) -> String {
     text
 }
 
-#[test]
-fn placement_and_shedding_agree_with_the_oracle_on_1000_houses() {
+/// Moves one engine through the houses of `sizes` (seeds from 0) and compares every view
+/// with the oracle after each move. Fails with the first disagreements, or if some view was
+/// empty in almost every house: a generator that stopped reaching a decision would otherwise
+/// pass vacuously.
+fn agree_with_the_oracle(sizes: &Sizes) {
     let mut engine = Engine::new(homelab_rules(), Options::default()).unwrap();
     let mut previous: Option<House> = None;
     let mut failures = Vec::new();
     let mut compared = 0;
-    // How many houses had rows in each view, so that a generator that stopped reaching some
-    // decision fails here rather than passing vacuously.
     let mut exercised: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut apply_time = std::time::Duration::ZERO;
-    let mut steps = 0usize;
-    for (nodes, workloads, edges, houses) in SIZES {
-        let size_start = std::time::Instant::now();
+    for &(nodes, workloads, edges, houses) in sizes {
         for seed in 0..houses {
             let mut house = generate(seed, nodes, workloads, edges);
             house.shift_after(engine.now());
-            let t0 = std::time::Instant::now();
-            let before = engine.time();
             house
                 .apply(&mut engine, previous.as_ref())
                 .unwrap_or_else(|error| panic!("seed {seed}: the house was not applied: {error}"));
-            apply_time += t0.elapsed();
-            if seed % 50 == 0 {
-                let t1 = std::time::Instant::now();
-                let mut tx = engine.transaction();
-                tx.at(house.state.now);
-                tx.commit().unwrap();
-                let empty = t1.elapsed();
-                let t1 = std::time::Instant::now();
-                let mut tx = engine.transaction();
-                tx.at(house.state.now);
-                tx.insert("requested", &[vigil_engine::Value::symbol("zzz")]).unwrap();
-                tx.commit().unwrap();
-                let one = t1.elapsed();
-                let t1 = std::time::Instant::now();
-                let mut tx = engine.transaction();
-                tx.at(house.state.now);
-                tx.retract("requested", &[vigil_engine::Value::symbol("zzz")]).unwrap();
-                tx.commit().unwrap();
-                eprintln!("empty {empty:?} one {one:?} back {:?} apply {:?}", t1.elapsed(), t0.elapsed());
-            }
-            steps += (engine.time() - before) as usize;
             let mut report = String::new();
             for (view, expected) in oracle::decide(&house).views() {
                 if !expected.is_empty() {
@@ -110,10 +81,7 @@ fn placement_and_shedding_agree_with_the_oracle_on_1000_houses() {
             compared += 1;
             previous = Some(house);
         }
-        eprintln!("size {nodes} {workloads} {edges}: {:?}", size_start.elapsed());
     }
-    eprintln!("apply {apply_time:?}, {steps} transactions");
-    assert_eq!(compared, 1000);
     assert!(
         failures.is_empty(),
         "the rules and the oracle disagree on {} of {compared} houses; the first ones:\n{}",
@@ -131,10 +99,20 @@ fn placement_and_shedding_agree_with_the_oracle_on_1000_houses() {
     ] {
         let houses = exercised.get(view).copied().unwrap_or(0);
         assert!(
-            houses >= 50,
+            houses * 20 >= compared,
             "only {houses} of {compared} houses have rows in `{view}`"
         );
     }
+}
+
+#[test]
+fn placement_and_shedding_agree_with_the_oracle_on_small_and_large_houses() {
+    agree_with_the_oracle(SMALL_AND_LARGE);
+}
+
+#[test]
+fn placement_and_shedding_agree_with_the_oracle_on_middle_sized_houses() {
+    agree_with_the_oracle(MIDDLE);
 }
 
 /// Soufflé's standard-output form, parsed: each relation's rows.

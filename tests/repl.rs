@@ -60,10 +60,12 @@ fn run(arguments: &[&str], script: &str, merged: bool) -> (String, String, i32) 
             .expect("UTF-8 errors")
     });
     let status = child.wait().expect("vigil ends");
-    feeder
-        .join()
-        .expect("the feeder does not panic")
-        .expect("the script is written");
+    // The REPL may stop reading before the end of the script (`.quit`, a program that does
+    // not load), which closes the pipe under the feeder.
+    match feeder.join().expect("the feeder does not panic") {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+        written => written.expect("the script is written"),
+    }
     (stdout, stderr, status.code().expect("an exit status"))
 }
 

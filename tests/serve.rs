@@ -51,7 +51,19 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+impl Drop for Daemon {
+    /// A test that fails midway still leaves no daemon behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Daemon {
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the returned Daemon owns the child, and its Drop waits for it"
+    )]
     fn start(config: &Path, extra: &[&str]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .arg("serve")
@@ -67,11 +79,20 @@ impl Daemon {
         loop {
             line.clear();
             if output.read_line(&mut line).unwrap() == 0 {
+                child.wait().unwrap();
                 let mut stderr = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
                 panic!("the daemon stopped: {stderr}");
             }
-            if let Some(address) = line.trim().strip_prefix("vigil serve: listening on http://") {
+            if let Some(address) = line
+                .trim()
+                .strip_prefix("vigil serve: listening on http://")
+            {
                 let address = address.to_string();
                 return Daemon {
                     child,
@@ -83,9 +104,17 @@ impl Daemon {
     }
 
     /// Sends one request; returns the status and the body.
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(&self.address).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.address,
@@ -103,7 +132,10 @@ impl Daemon {
         let head = String::from_utf8_lossy(&response[..split]).to_string();
         let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
         let mut body = response[split + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             body = unchunk(&body);
         }
         (status, body)
@@ -111,7 +143,10 @@ impl Daemon {
 
     fn json(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
         let (status, body) = self.request(method, path, &[], body.as_bytes());
-        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Stops the daemon with SIGTERM and returns what it printed after starting.
@@ -121,7 +156,10 @@ impl Daemon {
             .status()
             .unwrap();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "the daemon exits cleanly on SIGTERM: {status}");
+        assert!(
+            status.success(),
+            "the daemon exits cleanly on SIGTERM: {status}"
+        );
         let mut rest = String::new();
         self.output.read_to_string(&mut rest).unwrap();
         rest
@@ -134,7 +172,8 @@ fn unchunk(mut body: &[u8]) -> Vec<u8> {
         let Some(end) = body.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap().trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap().trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -150,7 +189,11 @@ fn rows(changes: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|row| {
             let diff = row["diff"].as_i64().unwrap();
-            format!("{diff:+} {}{}", row["relation"].as_str().unwrap(), row["tuple"])
+            format!(
+                "{diff:+} {}{}",
+                row["relation"].as_str().unwrap(),
+                row["tuple"]
+            )
         })
         .collect()
 }
@@ -168,7 +211,10 @@ fn transactions_queries_explanations_and_errors() {
     assert_eq!(changes["time"], 1);
     assert_eq!(changes["now"], 100);
     // Only the views: the input `edge` and the clock are not in the change set.
-    assert_eq!(rows(&changes), ["+1 path[1,2]", "+1 path[1,3]", "+1 path[2,3]"]);
+    assert_eq!(
+        rows(&changes),
+        ["+1 path[1,2]", "+1 path[1,3]", "+1 path[2,3]"]
+    );
 
     let (status, answer) = daemon.json("POST", "/v1/query", r#"{"query": "path(1, X)"}"#);
     assert_eq!(status, 200);
@@ -178,14 +224,14 @@ fn transactions_queries_explanations_and_errors() {
     let (status, why) = daemon.json("POST", "/v1/why", r#"{"atom": "path(1, 3)"}"#);
     assert_eq!(status, 200, "{why}");
     let text = why["text"].as_str().unwrap();
-    assert!(text.contains("edge(1, 2)") && text.contains("links"), "{text}");
+    assert!(
+        text.contains("edge(1, 2)") && text.contains("links"),
+        "{text}"
+    );
 
     // A what-if answers and changes nothing.
-    let (status, hypothetical) = daemon.json(
-        "POST",
-        "/v1/whatif",
-        r#"{"retract": {"edge": [[1, 2]]}}"#,
-    );
+    let (status, hypothetical) =
+        daemon.json("POST", "/v1/whatif", r#"{"retract": {"edge": [[1, 2]]}}"#);
     assert_eq!(status, 200);
     assert_eq!(rows(&hypothetical), ["-1 path[1,2]", "-1 path[1,3]"]);
     let (_, answer) = daemon.json("POST", "/v1/query", r#"{"query": "path(1, X)"}"#);
@@ -198,13 +244,28 @@ fn transactions_queries_explanations_and_errors() {
         r#"{"insert": {"edge": [[3, 4]], "path": [[9, 9]]}}"#,
     );
     assert_eq!(status, 422);
-    assert!(error["error"].as_str().unwrap().contains("`path` is derived"), "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("`path` is derived"),
+        "{error}"
+    );
     let (status, error) = daemon.json("POST", "/v1/transactions", r#"{"insrt": {}}"#);
     assert_eq!(status, 400);
-    assert!(error["error"].as_str().unwrap().contains("unknown field `insrt`"), "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `insrt`"),
+        "{error}"
+    );
     let (status, error) = daemon.json("POST", "/v1/transactions", r#"{"time": 50}"#);
     assert_eq!(status, 422);
-    assert!(error["error"].as_str().unwrap().contains("backwards"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("backwards"),
+        "{error}"
+    );
     let big = format!(r#"{{"event": "{}"}}"#, "x".repeat(5000));
     let (status, error) = daemon.json("POST", "/v1/transactions", &big);
     assert_eq!(status, 413, "{error}");
@@ -230,10 +291,22 @@ fn transactions_queries_explanations_and_errors() {
     let (status, metrics) = daemon.request("GET", "/metrics", &[], b"");
     assert_eq!(status, 200);
     let metrics = String::from_utf8(metrics).unwrap();
-    assert!(metrics.contains("vigil_transactions_total{outcome=\"committed\"} 2"), "{metrics}");
-    assert!(metrics.contains("vigil_transactions_total{outcome=\"rejected\"} 2"), "{metrics}");
-    assert!(metrics.contains("vigil_view_rows{view=\"path\"} 6"), "{metrics}");
-    assert!(metrics.contains("vigil_transaction_seconds_count 4"), "{metrics}");
+    assert!(
+        metrics.contains("vigil_transactions_total{outcome=\"committed\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_transactions_total{outcome=\"rejected\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_view_rows{view=\"path\"} 6"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_transaction_seconds_count 4"),
+        "{metrics}"
+    );
     let stopped = daemon.stop();
     assert!(stopped.contains("vigil serve: stopped"), "{stopped}");
 }
@@ -250,13 +323,24 @@ fn tokens_and_scopes() {
     let ingest = ("Authorization", "Bearer ingest-secret-0123456789");
     let (status, _) = daemon.request("POST", "/v1/transactions", &[read], body);
     assert_eq!(status, 403);
-    let (status, _) = daemon.request("POST", "/v1/transactions", &[("Authorization", "Bearer wrong")], body);
+    let (status, _) = daemon.request(
+        "POST",
+        "/v1/transactions",
+        &[("Authorization", "Bearer wrong")],
+        body,
+    );
     assert_eq!(status, 401);
     let (status, _) = daemon.request("POST", "/v1/transactions", &[ingest], body);
     assert_eq!(status, 200);
-    let (status, _) = daemon.request("POST", "/v1/query", &[ingest], br#"{"query": "path(X, Y)"}"#);
+    let (status, _) = daemon.request(
+        "POST",
+        "/v1/query",
+        &[ingest],
+        br#"{"query": "path(X, Y)"}"#,
+    );
     assert_eq!(status, 403);
-    let (status, body) = daemon.request("POST", "/v1/query", &[read], br#"{"query": "path(X, Y)"}"#);
+    let (status, body) =
+        daemon.request("POST", "/v1/query", &[read], br#"{"query": "path(X, Y)"}"#);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let (status, _) = daemon.request("POST", "/v1/admin/compact", &[read], b"");
     assert_eq!(status, 403);
@@ -279,9 +363,16 @@ fn tokens_and_scopes() {
 }
 
 /// Reads server-sent events until `count` `changes` events arrived; returns their ids and data.
-fn events(daemon: &Daemon, path: &str, last_event_id: Option<&str>, count: usize) -> Vec<(u64, serde_json::Value)> {
+fn events(
+    daemon: &Daemon,
+    path: &str,
+    last_event_id: Option<&str>,
+    count: usize,
+) -> Vec<(u64, serde_json::Value)> {
     let mut stream = TcpStream::connect(&daemon.address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", daemon.address);
     if let Some(id) = last_event_id {
         head.push_str(&format!("Last-Event-ID: {id}\r\n"));
@@ -323,7 +414,11 @@ fn the_watch_stream_resumes_after_a_reconnect() {
     assert_eq!(seen.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2, 3]);
     assert_eq!(rows(&seen[1].1), ["+1 path[1,3]", "+1 path[2,3]"]);
     // A reconnect with the last id it saw misses nothing that came after.
-    let (status, _) = daemon.json("POST", "/v1/transactions", r#"{"time": 40, "retract": {"edge": [[1, 2]]}}"#);
+    let (status, _) = daemon.json(
+        "POST",
+        "/v1/transactions",
+        r#"{"time": 40, "retract": {"edge": [[1, 2]]}}"#,
+    );
     assert_eq!(status, 200);
     let seen = events(&daemon, "/v1/watch/path", Some("3"), 1);
     assert_eq!(seen[0].0, 4);
@@ -347,16 +442,36 @@ fn the_journal_brings_back_the_same_state() {
         let (status, body) = daemon.json("POST", "/v1/transactions", write);
         assert_eq!(status, 200, "{body}");
     }
-    let query = |daemon: &Daemon, q: &str| daemon.json("POST", "/v1/query", &format!(r#"{{"query": "{q}"}}"#)).1["rows"].clone();
-    let before = (query(&daemon, "path(X, Y)"), query(&daemon, "hot(N)"), daemon.json("GET", "/v1/health", "").1);
+    let query = |daemon: &Daemon, q: &str| {
+        daemon
+            .json("POST", "/v1/query", &format!(r#"{{"query": "{q}"}}"#))
+            .1["rows"]
+            .clone()
+    };
+    let before = (
+        query(&daemon, "path(X, Y)"),
+        query(&daemon, "hot(N)"),
+        daemon.json("GET", "/v1/health", "").1,
+    );
     assert_eq!(before.1, serde_json::json!([["pve"]]));
     daemon.stop();
 
     // A restart replays the journal to the same relations, logical time and clock.
     let daemon = Daemon::start(&config, &[]);
-    assert_eq!((query(&daemon, "path(X, Y)"), query(&daemon, "hot(N)"), daemon.json("GET", "/v1/health", "").1), before);
+    assert_eq!(
+        (
+            query(&daemon, "path(X, Y)"),
+            query(&daemon, "hot(N)"),
+            daemon.json("GET", "/v1/health", "").1
+        ),
+        before
+    );
     // The stamp came back too: an identical reading does not move it.
-    let (_, changes) = daemon.json("POST", "/v1/transactions", r#"{"time": 90, "insert": {"reading": [["pve", 90, null]]}}"#);
+    let (_, changes) = daemon.json(
+        "POST",
+        "/v1/transactions",
+        r#"{"time": 90, "insert": {"reading": [["pve", 90, null]]}}"#,
+    );
     assert_eq!(rows(&changes), Vec::<String>::new());
     daemon.stop();
 
@@ -384,7 +499,10 @@ fn the_journal_brings_back_the_same_state() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("the frame at byte 8 is damaged"), "{stderr}");
+    assert!(
+        stderr.contains("the frame at byte 8 is damaged"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(&journal).unwrap(), damaged);
     // Unless the operator asks to truncate there.
     let daemon = Daemon::start(&config, &["--truncate-journal-at", "8"]);
@@ -398,18 +516,38 @@ fn compaction_keeps_the_state_and_shortens_the_journal() {
     let config = config(&dir, "");
     let daemon = Daemon::start(&config, &[]);
     for time in 1..=20 {
-        let write = format!(r#"{{"time": {time}, "insert": {{"edge": [[{time}, {}]]}}}}"#, time + 1);
+        let write = format!(
+            r#"{{"time": {time}, "insert": {{"edge": [[{time}, {}]]}}}}"#,
+            time + 1
+        );
         assert_eq!(daemon.json("POST", "/v1/transactions", &write).0, 200);
     }
     let (status, status_body) = daemon.json("POST", "/v1/admin/compact", "");
     assert_eq!(status, 200, "{status_body}");
     assert_eq!(status_body["journal_records"], 0);
-    assert_eq!(daemon.json("POST", "/v1/transactions", r#"{"time": 30, "insert": {"edge": [[21, 22]]}}"#).0, 200);
-    let paths = daemon.json("POST", "/v1/query", r#"{"query": "path(1, X)"}"#).1["rows"].clone();
+    assert_eq!(
+        daemon
+            .json(
+                "POST",
+                "/v1/transactions",
+                r#"{"time": 30, "insert": {"edge": [[21, 22]]}}"#
+            )
+            .0,
+        200
+    );
+    let paths = daemon
+        .json("POST", "/v1/query", r#"{"query": "path(1, X)"}"#)
+        .1["rows"]
+        .clone();
     daemon.stop();
     let daemon = Daemon::start(&config, &[]);
     assert_eq!(daemon.json("GET", "/v1/health", "").1["time"], 21);
-    assert_eq!(daemon.json("POST", "/v1/query", r#"{"query": "path(1, X)"}"#).1["rows"], paths);
+    assert_eq!(
+        daemon
+            .json("POST", "/v1/query", r#"{"query": "path(1, X)"}"#)
+            .1["rows"],
+        paths
+    );
     assert_eq!(paths.as_array().unwrap().len(), 21);
     daemon.stop();
 }

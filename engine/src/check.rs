@@ -542,7 +542,10 @@ impl Checker {
                     );
                 }
                 if feed.key.is_some() || feed.stamp.is_some() {
-                    self.error(span, format!("the clock relation `{name}` takes no `key` or `stamp`"));
+                    self.error(
+                        span,
+                        format!("the clock relation `{name}` takes no `key` or `stamp`"),
+                    );
                 }
                 if let Some(other) = &clock {
                     self.error(
@@ -551,6 +554,24 @@ impl Checker {
                     );
                 }
                 clock = Some(name.clone());
+            }
+            if self.relations[id].derived && (feed.key.is_some() || feed.clock) {
+                let what = if feed.clock {
+                    "the clock"
+                } else {
+                    "a keyed input"
+                };
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        self.relations[id].span,
+                        format!("`{name}` is {what}, so no fact or rule may write it"),
+                    )
+                    .with_hint(if feed.clock {
+                        "transactions move the clock"
+                    } else {
+                        "a key holds one tuple, which only inserts and facts files may replace; derive into another relation"
+                    }),
+                );
             }
             self.relations[id].feed = feed;
         }

@@ -8,13 +8,13 @@
 //! anything is applied, so a transaction is applied whole or not at all.
 
 use crate::dataflow::{self, Dataflow};
+use crate::ir::{self, RelationId};
 use crate::subscription::{self, Publisher, Subscription};
 use crate::transaction::{Resolution, Transaction};
-use crate::ir::{self, RelationId};
 use crate::value::{self, Interner, Type, Value, Word};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 /// An error of the engine's interface.
@@ -24,7 +24,7 @@ pub enum EngineError {
     UnknownRelation(String),
     #[error("relation `{0}` is derived by rules and cannot be written; only input relations can")]
     NotWritable(String),
-    #[error("relation `{relation}` has {}, but {given} values are given", crate::diag::columns(*expected))]
+    #[error("relation `{relation}` has {}, but {given} {} given", crate::diag::columns(*expected), if *given == 1 { "value is" } else { "values are" })]
     Arity {
         relation: String,
         expected: usize,
@@ -288,7 +288,7 @@ impl Engine {
                 change(*relation, words, *diff);
             }
         });
-                let clock = program
+        let clock = program
             .relations
             .iter()
             .position(|relation| relation.feed.clock);
@@ -344,8 +344,7 @@ impl Engine {
             if relation.feed.stream && !path.exists() {
                 continue;
             }
-            let tuples = crate::io::read_facts(relation, dir)
-                .map_err(|error| EngineError::Facts(format!("{error:#}")))?;
+            let tuples = crate::io::read_facts(relation, dir).map_err(facts_error)?;
             let event: Arc<str> = Arc::from(path.display().to_string());
             for tuple in tuples {
                 let fields: Vec<Option<Value>> = tuple.into_iter().map(Some).collect();
@@ -368,7 +367,7 @@ impl Engine {
         &self.initial
     }
 
-        /// The logical time of the last committed transaction (0 before the first).
+    /// The logical time of the last committed transaction (0 before the first).
     pub fn time(&self) -> u64 {
         self.time
     }
@@ -408,10 +407,7 @@ impl Engine {
         Ok(subscription)
     }
 
-    pub(crate) fn commit(
-        &mut self,
-        mut resolution: Resolution,
-    ) -> Result<ChangeSet, EngineError> {
+    pub(crate) fn commit(&mut self, mut resolution: Resolution) -> Result<ChangeSet, EngineError> {
         let time = self.time + 1;
         let updates = std::mem::take(&mut resolution.updates);
         let mut changes = self.run(updates.clone(), time, resolution.now)?;
@@ -655,14 +651,24 @@ pub(crate) fn collect(
     }
 }
 
+/// A facts file's error, with its cause (`No such file or directory`).
+fn facts_error(error: crate::io::IoError) -> EngineError {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    EngineError::Facts(message)
+}
+
 /// The time in the clock relation's facts file, if it has one: a single tuple.
 pub fn clock_facts(relation: &ir::Relation, dir: &Path) -> Result<Option<i64>, EngineError> {
     let path = crate::io::facts_path(relation, dir);
     if !path.exists() {
         return Ok(None);
     }
-    let tuples = crate::io::read_facts(relation, dir)
-        .map_err(|error| EngineError::Facts(format!("{error:#}")))?;
+    let tuples = crate::io::read_facts(relation, dir).map_err(facts_error)?;
     match tuples.as_slice() {
         [tuple] => match tuple.as_slice() {
             [Value::Number(time)] => Ok(Some(*time)),

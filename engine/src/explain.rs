@@ -1867,9 +1867,34 @@ impl<'a> Context<'a> {
         one_line(self.program.sources.text(span))
     }
 
-    /// A literal as written; a negated one with its `!`.
-    fn literal_text(&self, literal: &Lit) -> String {
+    /// A literal as written; a negated one with its `!`. An atom that the program does not
+    /// write (the closure rules of an `eqrel`) is written from its variables.
+    fn literal_text(&self, rule: RuleId, literal: &Lit) -> String {
         let text = self.text(literal.span());
+        let atom = match literal {
+            Lit::Positive {
+                relation, columns, ..
+            } => Some((*relation, columns.iter().map(|&slot| Some(slot)).collect())),
+            Lit::Negative {
+                relation, columns, ..
+            } => Some((*relation, columns.clone())),
+            _ => None,
+        };
+        let text = match atom {
+            Some((relation, columns)) if !text.contains('(') => {
+                let variables = &self.program.rules[rule].variables;
+                let names: Vec<&str> = columns
+                    .iter()
+                    .map(|slot: &Option<usize>| {
+                        slot.and_then(|slot| variables.get(slot))
+                            .map_or("_", |variable| variable.name.as_str())
+                    })
+                    .collect();
+                let name = &self.program.relations[relation].name;
+                format!("{name}({})", names.join(", "))
+            }
+            _ => text,
+        };
         let negated = matches!(
             literal,
             Lit::Negative { .. } | Lit::Filter { negated: true, .. }
@@ -1962,7 +1987,7 @@ impl<'a> Context<'a> {
             if literal.hidden() {
                 continue;
             }
-            let text = self.literal_text(literal);
+            let text = self.literal_text(id, literal);
             premises.push(match literal {
                 Lit::Positive {
                     relation, columns, ..
@@ -2294,7 +2319,7 @@ impl<'a> Context<'a> {
             return self.derives(code, state, probe);
         };
         let literal = &code.body[current.main];
-        let text = self.literal_text(literal);
+        let text = self.literal_text(code.id, literal);
         if let Err(reason) = self.parts(code, &current.before, &[], state) {
             state.undo(mark);
             return probe.fail(fail(self, state, text, reason));

@@ -78,8 +78,8 @@ fn finish(
 }
 
 pub use engine::{
-    Absent, ChangeSet, Engine, clock_facts, EngineError, Options, Origin, RelationChanges, Tuple, format_fields,
-    format_tuple,
+    Absent, ChangeSet, Engine, EngineError, Options, Origin, RelationChanges, Tuple, clock_facts,
+    format_fields, format_tuple,
 };
 pub use subscription::{Subscription, ViewChanges};
 pub use transaction::{Op, Transaction};

@@ -67,7 +67,8 @@ impl Entry {
         let event: std::sync::Arc<str> = std::sync::Arc::from(self.event.as_deref().unwrap_or(""));
         for (relation, tuples) in &self.restore {
             for tuple in tuples {
-                let fields: Vec<Option<Value>> = tuple.iter().map(|field| field.0.clone()).collect();
+                let fields: Vec<Option<Value>> =
+                    tuple.iter().map(|field| field.0.clone()).collect();
                 let _ = transaction.restore(relation, &fields, event.clone());
             }
         }
@@ -140,11 +141,7 @@ fn read_json_lines(bytes: &[u8]) -> Vec<(Location, Result<Entry, String>)> {
             let message = error.to_string();
             // serde_json ends its messages with "at line 1 column N"; the line is ours.
             match message.rfind(" at line ") {
-                Some(at) => format!(
-                    "column {}: {}",
-                    error.column(),
-                    &message[..at]
-                ),
+                Some(at) => format!("column {}: {}", error.column(), &message[..at]),
                 None => message,
             }
         });
@@ -263,7 +260,13 @@ mod tests {
             ]]
         );
         assert_eq!(entries[1].0, Location::Line(4));
-        assert!(entries[1].1.as_ref().unwrap_err().starts_with("column 10: "));
+        assert!(
+            entries[1]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .starts_with("column 10: ")
+        );
         let unknown = entries[2].1.as_ref().unwrap_err();
         assert!(unknown.contains("unknown field `tme`"), "{unknown}");
     }
@@ -289,7 +292,13 @@ mod tests {
         let entries = read(&bytes);
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].1.as_ref().unwrap(), &entry);
-        assert_eq!(entries[1].0, Location::Entry { index: 2, offset: bytes.len() - 1 });
+        assert_eq!(
+            entries[1].0,
+            Location::Entry {
+                index: 2,
+                offset: bytes.len() - 1
+            }
+        );
     }
 
     #[test]

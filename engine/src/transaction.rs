@@ -111,16 +111,16 @@ impl<'e> Transaction<'e> {
         relation: &str,
         fields: &[Option<Value>],
     ) -> Result<(), EngineError> {
-        let result = self
-            .engine
-            .check_write(op, relation, fields, false)
-            .map(|(relation, fields)| Item {
-                op,
-                relation,
-                fields,
-                restore: false,
-                event: None,
-            });
+        let result =
+            self.engine
+                .check_write(op, relation, fields, false)
+                .map(|(relation, fields)| Item {
+                    op,
+                    relation,
+                    fields,
+                    restore: false,
+                    event: None,
+                });
         self.push(result, op, relation, fields)
     }
 
@@ -268,12 +268,16 @@ impl Engine {
                 }
                 None => {
                     let allowed = match (&feed.key, op) {
-                        (Some(_), Op::Retract) => "only a non-key column of a retraction",
-                        (Some(_), Op::Insert) => "only the stamp column of an insert",
-                        (None, _) => "only in the stamp or non-key columns of a keyed relation",
+                        (Some(_), Op::Retract) => {
+                            "a retraction may leave only the non-key columns `_`"
+                        }
+                        (Some(_), Op::Insert) => "an insert may leave only the stamp column `_`",
+                        (None, _) => {
+                            "`_` stands only for a stamp, or for the non-key columns of a retraction from a keyed relation"
+                        }
                     };
                     return Err(EngineError::Wildcard(format!(
-                        "column `{name}` of `{relation}` cannot be `_`: {allowed} may be"
+                        "column `{name}` of `{relation}` cannot be `_`: {allowed}"
                     )));
                 }
             }
@@ -282,12 +286,7 @@ impl Engine {
     }
 
     /// Resolves checked writes, in order, against the current inputs.
-    pub(crate) fn resolve(
-        &self,
-        items: &[Item],
-        now: i64,
-        event: Option<Arc<str>>,
-    ) -> Resolution {
+    pub(crate) fn resolve(&self, items: &[Item], now: i64, event: Option<Arc<str>>) -> Resolution {
         let mut overlay: HashMap<(RelationId, Vec<Word>), bool> = HashMap::new();
         let mut holders: HashMap<(RelationId, Vec<Word>), Option<Vec<Word>>> = HashMap::new();
         let mut events: HashMap<(RelationId, Vec<Word>), Option<Arc<str>>> = HashMap::new();
@@ -346,8 +345,7 @@ impl Engine {
                                 && !item.restore
                             {
                                 let same = holder.as_ref().is_some_and(|old| {
-                                    (0..tuple.len())
-                                        .all(|c| c == stamp || old[c] == tuple[c])
+                                    (0..tuple.len()).all(|c| c == stamp || old[c] == tuple[c])
                                 });
                                 tuple[stamp] = match (&holder, same) {
                                     (Some(old), true) => old[stamp],

@@ -15,7 +15,7 @@ use vigil_engine::explain::{
 };
 use vigil_engine::ir::{self, Literal};
 use vigil_engine::value::{self, Word};
-use vigil_engine::{Engine, EngineError, Op, Options, Value, compile_source};
+use vigil_engine::{Engine, EngineError, Op, Options, Type, Value, compile_source};
 
 // ---------------------------------------------------------------------------------------------
 // A reader for atoms written as in a program: `path(1, _)`, `host("pve")`
@@ -127,10 +127,21 @@ impl<'t> Reader<'t> {
     }
 }
 
-fn complete(fields: Vec<Option<Value>>) -> Vec<Value> {
+/// The fields of a `why` question as values of the relation's column types (an integer
+/// literal in an `unsigned` or `float` column is that type's value), as the engine reads them.
+fn complete(engine: &Engine, relation: &str, fields: Vec<Option<Value>>) -> Vec<Value> {
+    let id = engine.relation(relation).expect("a known relation");
+    let columns = &engine.program().relations[id].columns;
     fields
         .into_iter()
-        .map(|field| field.expect("`why` takes a whole row, without `_`"))
+        .zip(columns)
+        .map(
+            |(field, column)| match (field.expect("`why` takes a whole row"), column.ty) {
+                (Value::Number(n), Type::Unsigned) => Value::Unsigned(n as u64),
+                (Value::Number(n), Type::Float) => Value::Float(n as f64),
+                (value, _) => value,
+            },
+        )
         .collect()
 }
 
@@ -173,7 +184,7 @@ fn answer(engine: &Engine, query: &str) -> (String, serde_json::Value, Option<Ex
         (why_not.to_string(), why_not.to_json(), None)
     } else {
         let (relation, fields) = reader.atom();
-        let tuple = complete(fields);
+        let tuple = complete(engine, &relation, fields);
         let explanation = engine.why(&relation, &tuple).expect("a valid question");
         if let Explanation::Holds(derivation) = &explanation {
             check_derivation(engine, &relation, &tuple, derivation)
@@ -275,6 +286,7 @@ golden!(
     program_facts,
     keyed,
     heads,
+    shapes,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -256,10 +256,12 @@ pub fn decide(house: &House) -> Decisions {
             .last_wake
             .get(node)
             .is_some_and(|at| now < at + config.wake_min_interval_s);
-        if power(node) == Some(Power::Asleep) && !unstable && !deferred {
-            if let Some(asleep) = nodes.get(node.as_str()) {
-                wake.insert(node.clone(), asleep.boot_seconds);
-            }
+        if power(node) == Some(Power::Asleep)
+            && !unstable
+            && !deferred
+            && let Some(asleep) = nodes.get(node.as_str())
+        {
+            wake.insert(node.clone(), asleep.boot_seconds);
         }
     }
 
@@ -454,7 +456,7 @@ mod tests {
         assert_eq!(decisions.placement, placed);
         assert_eq!(decisions.unplaced, names(&["lora-train"]));
         assert_eq!(decisions.wake, BTreeMap::from([("gaming".to_string(), 45)]));
-        assert!(decisions.start.is_empty());
+        assert_eq!(decisions.start, None);
         assert_eq!((decisions.limit, decisions.headroom), (3000, 350));
         assert_eq!(decisions.excess, None);
         assert_eq!(decisions.shed_order, ["llm-chat", "backup", "photos"]);

@@ -100,6 +100,9 @@ impl From<EngineError> for Refusal {
 
 type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
 
+/// Called with every committed change set, on the engine thread.
+pub type Observer = Box<dyn FnMut(&ChangeSet, &Engine) + Send>;
+
 /// Rows that answer a query: the variables' names and one binding per row (or whole tuples
 /// when the query has no variables).
 #[derive(Debug, Serialize)]
@@ -200,7 +203,7 @@ pub struct Start {
     /// Change sets kept for watchers that reconnect.
     pub feed_capacity: usize,
     /// Called with every committed change set, on the engine thread (the decision log).
-    pub observer: Option<Box<dyn FnMut(&ChangeSet, &Engine) + Send>>,
+    pub observer: Option<Observer>,
 }
 
 impl Core {
@@ -216,8 +219,9 @@ impl Core {
             feed_capacity,
             mut observer,
         } = start;
-        std::fs::create_dir_all(&store.dir)
-            .with_context(|| format!("{}: cannot create the data directory", store.dir.display()))?;
+        std::fs::create_dir_all(&store.dir).with_context(|| {
+            format!("{}: cannot create the data directory", store.dir.display())
+        })?;
         let snapshot = journal::read_snapshot(&store.snapshot_path())?;
         let base = snapshot.as_ref().map_or(0, |s| s.time);
         if let Some(snapshot) = &snapshot {
@@ -334,11 +338,7 @@ struct State {
 }
 
 impl State {
-    fn serve(
-        &mut self,
-        command: Command,
-        observer: &mut Option<Box<dyn FnMut(&ChangeSet, &Engine) + Send>>,
-    ) {
+    fn serve(&mut self, command: Command, observer: &mut Option<Observer>) {
         match command {
             Command::Transact(entry, reply) => {
                 let started = Instant::now();
@@ -388,7 +388,7 @@ impl State {
     fn transact(
         &mut self,
         mut entry: Entry,
-        observer: &mut Option<Box<dyn FnMut(&ChangeSet, &Engine) + Send>>,
+        observer: &mut Option<Observer>,
     ) -> Result<Changes, Refusal> {
         let time = self.engine.time() + 1;
         if entry.time.is_none() && self.wall_clock {
@@ -417,10 +417,11 @@ impl State {
         let api = Changes::of(&changes, &|r| self.is_view(r));
         self.feed.publish(api.clone());
         self.update_gauges();
-        if self.snapshot_every > 0 && self.kept.len() as u64 >= self.snapshot_every {
-            if let Err(error) = self.compact() {
-                eprintln!("warning: compaction failed, the journal keeps growing: {error:#}");
-            }
+        if self.snapshot_every > 0
+            && self.kept.len() as u64 >= self.snapshot_every
+            && let Err(error) = self.compact()
+        {
+            eprintln!("warning: compaction failed, the journal keeps growing: {error:#}");
         }
         Ok(api)
     }

@@ -178,13 +178,22 @@ async fn decode<T: DeserializeOwned>(
                     format!("the request body is larger than {limit} bytes"),
                 )
             } else {
-                error(StatusCode::BAD_REQUEST, format, "the request body could not be read")
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format,
+                    "the request body could not be read",
+                )
             });
         }
     };
     match format {
-        Format::Json => serde_json::from_slice(&bytes)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format, format!("the JSON body: {e}"))),
+        Format::Json => serde_json::from_slice(&bytes).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format,
+                format!("the JSON body: {e}"),
+            )
+        }),
         Format::MessagePack => rmp_serde::from_slice(&bytes).map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,
@@ -244,10 +253,9 @@ impl Api {
                         output,
                         "a bearer token is required: `Authorization: Bearer SECRET`",
                     );
-                    response.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer"),
-                    );
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                     return response;
                 }
                 Some(scopes) if !scopes.contains(&needed) && !scopes.contains(&Scope::Admin) => {

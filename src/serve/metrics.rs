@@ -52,8 +52,14 @@ impl Metrics {
             out,
             "# HELP vigil_transactions_total Transactions, by outcome.\n# TYPE vigil_transactions_total counter"
         );
-        let _ = writeln!(out, "vigil_transactions_total{{outcome=\"committed\"}} {committed}");
-        let _ = writeln!(out, "vigil_transactions_total{{outcome=\"rejected\"}} {rejected}");
+        let _ = writeln!(
+            out,
+            "vigil_transactions_total{{outcome=\"committed\"}} {committed}"
+        );
+        let _ = writeln!(
+            out,
+            "vigil_transactions_total{{outcome=\"rejected\"}} {rejected}"
+        );
         let _ = writeln!(
             out,
             "# HELP vigil_transaction_seconds Time from a transaction's arrival at the engine to its change set.\n# TYPE vigil_transaction_seconds histogram"
@@ -61,10 +67,16 @@ impl Metrics {
         let mut cumulative = 0;
         for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "vigil_transaction_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "vigil_transaction_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
         }
         cumulative += self.over.load(Ordering::Relaxed);
-        let _ = writeln!(out, "vigil_transaction_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "vigil_transaction_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "vigil_transaction_seconds_sum {sum}");
         let _ = writeln!(out, "vigil_transaction_seconds_count {cumulative}");

@@ -66,9 +66,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         dir: config.data_dir.clone(),
     };
     let fresh = !store.journal_path().exists() && !store.snapshot_path().exists();
-    let engine = Engine::new(program.clone(), Options {
-        workers: config.workers,
-    })?;
+    let engine = Engine::new(
+        program.clone(),
+        Options {
+            workers: config.workers,
+        },
+    )?;
     let observer = decision_log(&program);
     let core = core::Core::start(core::Start {
         wall_clock: config.clock == config::Clock::Wall,
@@ -122,28 +125,26 @@ async fn load_initial_facts(
         let tuples = vigil_engine::io::read_facts(relation, dir)?;
         let rows = tuples
             .into_iter()
-            .map(|tuple| {
-                tuple
-                    .into_iter()
-                    .map(|value| Field(Some(value)))
-                    .collect()
-            })
+            .map(|tuple| tuple.into_iter().map(|value| Field(Some(value))).collect())
             .collect();
         entry.restore.insert(relation.name.clone(), rows);
     }
-    core.transact(entry).await.map_err(|refusal| match refusal {
-        core::Refusal::Invalid(message) | core::Refusal::Failed(message) => {
-            anyhow::anyhow!("{}: the initial facts were refused: {message}", dir.display())
-        }
-    })?;
+    core.transact(entry)
+        .await
+        .map_err(|refusal| match refusal {
+            core::Refusal::Invalid(message) | core::Refusal::Failed(message) => {
+                anyhow::anyhow!(
+                    "{}: the initial facts were refused: {message}",
+                    dir.display()
+                )
+            }
+        })?;
     Ok(())
 }
 
 /// Prints each decision as it is made: the rows that appear in and leave a view named
 /// `action` (id, kind, target, reason), if the program has one.
-fn decision_log(
-    program: &vigil_engine::ir::Program,
-) -> Option<Box<dyn FnMut(&vigil_engine::ChangeSet, &Engine) + Send>> {
+fn decision_log(program: &vigil_engine::ir::Program) -> Option<core::Observer> {
     let action = program.relation("action")?;
     if program.relations[action].arity() != 4 {
         return None;
@@ -162,7 +163,11 @@ fn decision_log(
     }))
 }
 
-async fn run(core: core::Core, config: config::Config, program: &vigil_engine::ir::Program) -> Result<()> {
+async fn run(
+    core: core::Core,
+    config: config::Config,
+    program: &vigil_engine::ir::Program,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -170,7 +175,12 @@ async fn run(core: core::Core, config: config::Config, program: &vigil_engine::i
     println!("vigil serve: listening on http://{address}");
     let (stop, stopped) = watch::channel(false);
     let clock = config.clock.clone();
-    let api = Arc::new(http::Api::new(core.clone(), config, stopped.clone(), program));
+    let api = Arc::new(http::Api::new(
+        core.clone(),
+        config,
+        stopped.clone(),
+        program,
+    ));
     if clock == config::Clock::Wall {
         let core = core.clone();
         let mut stopped = stopped.clone();
@@ -184,10 +194,8 @@ async fn run(core: core::Core, config: config::Config, program: &vigil_engine::i
         });
     }
     let mut connections = tokio::task::JoinSet::new();
-    let mut interrupt =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
