@@ -20,7 +20,8 @@ pub struct HouseArgs {
     /// The seed: the same arguments always give the same house.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// The directory to write the facts to (created if needed).
+    /// The directory to write the facts to, created if needed. Its files of relations that a
+    /// synthetic house does not feed (approvals, artifacts, ...) are left as they are.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
 }

@@ -176,7 +176,7 @@ pub fn decide(house: &House) -> Decisions {
         }
     }
 
-    // What each node that hosts workloads has left.
+    // What each node that hosts workloads has left; only those nodes have an entry.
     let mut free: HashMap<&str, (i64, i64, i64)> = house
         .nodes
         .iter()
