@@ -18,13 +18,19 @@
 //! A row that is both a fact of the program and an inserted input is shown as the fact; an
 //! inserted input that rules also derive is shown as the input.
 //!
+//! `why` of a row that is not in the relation is not an error: it returns
+//! [`Explanation::Absent`] with the `why not` answer for that row, which prints as
+//! `path(4, 1) does not hold` followed by what each rule lacks. Errors are for questions that
+//! cannot be asked: an unknown relation, a wrong number of values, a value of the wrong type.
+//!
 //! Derivations are well founded: no row is among its own ancestors. Rows of a lower stratum
-//! are explained on their own (stratification orders them); within a recursive stratum, the
-//! rows a goal depends on are searched breadth first, backwards from the goal, and proved
-//! forwards from the rule instances whose premises are all proved already (Knuth's
-//! generalisation of Dijkstra's algorithm, with unit costs). Every row is proved by an instance
-//! whose premises were proved before it, which rules out cycles, and the breadth-first order
-//! finds short derivations: for linear recursion, the shortest.
+//! are explained on their own (stratification orders them). Within the goal's stratum, rows are
+//! searched breadth first, backwards from the goal: each searched row's rule instances are
+//! enumerated, and an instance whose premises of the stratum are all proved proves its row,
+//! which in turn wakes the instances waiting for that row. A row is thus proved only from rows
+//! proved before it, which rules out cycles, and the breadth-first order finds short
+//! derivations; where each rule has at most one premise in the stratum (linear recursion), the
+//! shortest.
 //!
 //! # Why not
 //!
@@ -61,7 +67,8 @@
 //!
 //! Values are written as in a program (symbols quoted). A fact of the program prints as
 //! `edge(1, 2)   fact at prog.dl:7:1`. A derived row used more than once is printed in full the
-//! first time, marked `[n]`, and as `edge(1, 2)   see [n]` afterwards. A branch deeper than
+//! first time, marked `[n]` (`path(1, 2)   [1]`), and as `path(1, 2)   see [1]` afterwards;
+//! input and fact rows are short and printed in full every time. A branch deeper than
 //! [`MAX_DEPTH`] levels is cut the same way, `see [n]`, and continues in a block of its own
 //! after the tree, separated by a blank line and headed by the row marked `[n]`.
 //!
@@ -88,9 +95,10 @@
 //! # Indexes
 //!
 //! Lookups by bound columns go through hash indexes, one per (relation, bound columns), built
-//! from the relation's contents the first time they are needed and kept, per engine, until the
-//! engine's next transaction. Asking many questions between two transactions costs one scan of
-//! each relation involved.
+//! from the relation's contents the first time they are needed; a lookup of a whole row asks
+//! the engine directly. The indexes are kept for the engines questioned most recently (a few),
+//! each until its next transaction, so asking many questions between two transactions costs one
+//! scan of each relation involved.
 
 use crate::dataflow::build::range_values;
 use crate::dataflow::eval::{Compiled, CompiledCondition, Evaluator, compile, compile_condition};

@@ -239,7 +239,7 @@ pub fn decide(house: &House) -> Decisions {
     }
 
     // Starting and waking.
-    let power = |node: &str| state.power.get(node).map(|p| p.power);
+    let power = |node: &str| state.power_of(node);
     let mut start = None;
     let mut wake = BTreeMap::new();
     // `placement` is in name order, so the first ready workload is the one to start.
@@ -288,7 +288,8 @@ fn cost(
     headroom: i64,
 ) -> Option<i64> {
     let state = &house.state;
-    let asleep = match state.power.get(&node.name)?.power {
+    // A node that has not reported its power state cannot be costed, nor trusted with work.
+    let asleep = match state.power_of(&node.name)? {
         Power::Up => false,
         Power::Asleep => true,
     };
