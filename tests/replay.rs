@@ -16,6 +16,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::{Outcome, compare, diff, update};
+
+mod support;
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/replay");
@@ -34,13 +37,6 @@ fn name(case: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// What one run of `vigil replay` printed, and how it exited.
-struct Outcome {
-    stdout: String,
-    stderr: String,
-    status: i32,
-}
-
 /// Runs `vigil replay` on a case, with `trace` (a path relative to the case) as the trace.
 fn replay(case: &Path, trace: &Path) -> Outcome {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
@@ -55,98 +51,11 @@ fn replay(case: &Path, trace: &Path) -> Outcome {
     if let Ok(args) = std::fs::read_to_string(case.join("args")) {
         command.args(args.split_whitespace());
     }
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run vigil: {error}"));
-    Outcome {
-        stdout: String::from_utf8_lossy(&output.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
-        // Killed by a signal: no code, and never what a case expects.
-        status: output.status.code().unwrap_or(-1),
-    }
-}
-
-fn expected_status(case: &Path) -> i32 {
-    match std::fs::read_to_string(case.join("status")) {
-        Ok(text) => text.trim().parse().unwrap_or_else(|error| {
-            panic!("{}/status: `{}`: {error}", case.display(), text.trim())
-        }),
-        Err(_) => 0,
-    }
-}
-
-/// A line diff of `expected` and `actual`: common lines indented, missing lines with `-`,
-/// unexpected ones with `+` (a longest common subsequence, which is plenty for these sizes).
-fn diff(expected: &str, actual: &str) -> String {
-    let old: Vec<&str> = expected.lines().collect();
-    let new: Vec<&str> = actual.lines().collect();
-    // common[i][j]: the length of the longest common subsequence of old[i..] and new[j..].
-    let mut common = vec![vec![0usize; new.len() + 1]; old.len() + 1];
-    for i in (0..old.len()).rev() {
-        for j in (0..new.len()).rev() {
-            common[i][j] = if old[i] == new[j] {
-                common[i + 1][j + 1] + 1
-            } else {
-                common[i + 1][j].max(common[i][j + 1])
-            };
-        }
-    }
-    let mut text = String::new();
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        if i < old.len() && j < new.len() && old[i] == new[j] {
-            text.push_str(&format!("   {}\n", old[i]));
-            i += 1;
-            j += 1;
-        } else if i < old.len() && (j == new.len() || common[i + 1][j] >= common[i][j + 1]) {
-            text.push_str(&format!("-  {}\n", old[i]));
-            i += 1;
-        } else {
-            text.push_str(&format!("+  {}\n", new[j]));
-            j += 1;
-        }
-    }
-    if expected.ends_with('\n') != actual.ends_with('\n') {
-        text.push_str("(the outputs differ in their final newline)\n");
-    }
-    text
-}
-
-/// Compares an outcome with the case's expectations; returns what differs.
-fn compare(case: &Path, how: &str, outcome: &Outcome) -> Option<String> {
-    let expected = std::fs::read_to_string(case.join("expected.txt"))
-        .unwrap_or_else(|error| panic!("{}/expected.txt: {error}", case.display()));
-    let status = expected_status(case);
-    if outcome.stdout == expected && outcome.status == status {
-        return None;
-    }
-    let mut report = format!("{} ({how}):\n", name(case));
-    if outcome.status != status {
-        report.push_str(&format!(
-            "exit status {}, expected {status}\n",
-            outcome.status
-        ));
-    }
-    if outcome.stdout != expected {
-        report.push_str("stdout (- expected, + actual):\n");
-        report.push_str(&diff(&expected, &outcome.stdout));
-    }
-    if !outcome.stderr.is_empty() {
-        report.push_str(&format!("stderr:\n{}", outcome.stderr));
-    }
-    Some(report)
-}
-
-fn update(case: &Path, outcome: &Outcome) {
-    std::fs::write(case.join("expected.txt"), &outcome.stdout).expect("writable fixtures");
-    let status = case.join("status");
-    if outcome.status == 0 {
-        if status.exists() {
-            std::fs::remove_file(status).expect("writable fixtures");
-        }
-    } else {
-        std::fs::write(status, format!("{}\n", outcome.status)).expect("writable fixtures");
-    }
+    Outcome::of(
+        command
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run vigil: {error}")),
+    )
 }
 
 fn check(failures: Vec<String>) {
@@ -179,8 +88,8 @@ fn replay_cases_print_their_expected_change_sets() {
         let outcome = replay(case, Path::new("trace.jsonl"));
         if updating {
             update(case, &outcome);
-        } else if let Some(failure) = compare(case, "JSON lines", &outcome) {
-            failures.push(failure);
+        } else if let Some(failure) = compare(case, &outcome) {
+            failures.push(format!("{} (JSON lines):\n{failure}", name(case)));
         }
     }
     check(failures);

@@ -21,6 +21,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::{Outcome, compare, update};
+
+mod support;
 
 const BASE: &str = "base";
 
@@ -103,13 +106,6 @@ fn shape_problems(scenario: &Path) -> Vec<String> {
     problems
 }
 
-/// What one run of `vigil replay` printed, and how it exited.
-struct Outcome {
-    stdout: String,
-    stderr: String,
-    status: i32,
-}
-
 /// A path relative to the workspace root, with `/` separators, as the command line gets it.
 fn relative(path: &Path) -> String {
     path.strip_prefix(root())
@@ -136,104 +132,9 @@ fn replay(scenario: &Path) -> Outcome {
         .arg(relative(&scenario.join("trace.jsonl")))
         .output()
         .unwrap_or_else(|error| panic!("cannot run vigil: {error}"));
-    Outcome {
-        stdout: String::from_utf8_lossy(&output.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
-        // Killed by a signal: no code, and never what a scenario expects.
-        status: output.status.code().unwrap_or(-1),
-    }
+    Outcome::of(output)
 }
 
-fn expected_status(scenario: &Path) -> Result<i32, String> {
-    match std::fs::read_to_string(scenario.join("status")) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|error| format!("status: `{}`: {error}", text.trim())),
-        Err(_) => Ok(0),
-    }
-}
-
-/// A line diff of `expected` and `actual`: common lines indented, missing lines with `-`,
-/// unexpected ones with `+` (a longest common subsequence, plenty for these sizes).
-fn diff(expected: &str, actual: &str) -> String {
-    let old: Vec<&str> = expected.lines().collect();
-    let new: Vec<&str> = actual.lines().collect();
-    // common[i][j]: the length of the longest common subsequence of old[i..] and new[j..].
-    let mut common = vec![vec![0usize; new.len() + 1]; old.len() + 1];
-    for i in (0..old.len()).rev() {
-        for j in (0..new.len()).rev() {
-            common[i][j] = if old[i] == new[j] {
-                common[i + 1][j + 1] + 1
-            } else {
-                common[i + 1][j].max(common[i][j + 1])
-            };
-        }
-    }
-    let mut text = String::new();
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        if i < old.len() && j < new.len() && old[i] == new[j] {
-            text.push_str(&format!("   {}\n", old[i]));
-            i += 1;
-            j += 1;
-        } else if j < new.len() && (i == old.len() || common[i][j + 1] >= common[i + 1][j]) {
-            text.push_str(&format!("+  {}\n", new[j]));
-            j += 1;
-        } else {
-            text.push_str(&format!("-  {}\n", old[i]));
-            i += 1;
-        }
-    }
-    if expected.ends_with('\n') != actual.ends_with('\n') {
-        text.push_str("(the outputs differ in their final newline)\n");
-    }
-    text
-}
-
-/// Compares an outcome with the scenario's expectations; returns what differs.
-fn compare(scenario: &Path, outcome: &Outcome) -> Option<String> {
-    let expected = match std::fs::read_to_string(scenario.join("expected.txt")) {
-        Ok(text) => text,
-        Err(error) => return Some(format!("expected.txt: {error}\n")),
-    };
-    let status = match expected_status(scenario) {
-        Ok(status) => status,
-        Err(problem) => return Some(format!("{problem}\n")),
-    };
-    if outcome.stdout == expected && outcome.status == status {
-        return None;
-    }
-    let mut report = String::new();
-    if outcome.status != status {
-        report.push_str(&format!(
-            "exit status {}, expected {status}\n",
-            outcome.status
-        ));
-    }
-    if outcome.stdout != expected {
-        report.push_str("stdout (- expected, + actual):\n");
-        report.push_str(&diff(&expected, &outcome.stdout));
-    }
-    if !outcome.stderr.is_empty() {
-        report.push_str(&format!("stderr:\n{}", outcome.stderr));
-    }
-    Some(report)
-}
-
-fn update(scenario: &Path, outcome: &Outcome) {
-    std::fs::write(scenario.join("expected.txt"), &outcome.stdout).expect("writable fixtures");
-    let status = scenario.join("status");
-    if outcome.status == 0 {
-        if status.exists() {
-            std::fs::remove_file(status).expect("writable fixtures");
-        }
-    } else {
-        std::fs::write(status, format!("{}\n", outcome.status)).expect("writable fixtures");
-    }
-}
-
-/// Runs `work` on every item, on as many threads as there are cores, keeping the order.
 fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map(usize::from)
