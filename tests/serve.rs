@@ -3,10 +3,14 @@
 //! across a reconnect, metrics, and the journal across restarts (a torn tail, damage before
 //! it, compaction).
 
+#[path = "support/daemon.rs"]
+mod daemon;
+
+use daemon::{Daemon, rows};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const PROGRAM: &str = r#"
@@ -25,177 +29,12 @@ path(a, c) :- path(a, b), edge(b, c).
 hot(n) :- reading(n, w, since), w > 80, now(t), t - since >= 60.
 "#;
 
-struct Daemon {
-    child: Child,
-    address: String,
-    output: BufReader<std::process::ChildStdout>,
-}
-
 fn directory(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vigil-serve-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("prog.dl"), PROGRAM).unwrap();
-    dir
+    daemon::scratch(name, PROGRAM)
 }
 
 fn config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("vigil.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen = \"127.0.0.1:0\"\nprogram = \"prog.dl\"\ndata_dir = \"data\"\nclock = \"event\"\nmax_request_bytes = 4096\nsnapshot_every = 0\n{extra}"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-impl Drop for Daemon {
-    /// A test that fails midway still leaves no daemon behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    #[expect(
-        clippy::zombie_processes,
-        reason = "the returned Daemon owns the child, and its Drop waits for it"
-    )]
-    fn start(config: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut output = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if output.read_line(&mut line).unwrap() == 0 {
-                child.wait().unwrap();
-                let mut stderr = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                panic!("the daemon stopped: {stderr}");
-            }
-            if let Some(address) = line
-                .trim()
-                .strip_prefix("vigil serve: listening on http://")
-            {
-                let address = address.to_string();
-                return Daemon {
-                    child,
-                    address,
-                    output,
-                };
-            }
-        }
-    }
-
-    /// Sends one request; returns the status and the body.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, Vec<u8>) {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.address,
-            body.len()
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&response[..split]).to_string();
-        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let mut body = response[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = unchunk(&body);
-        }
-        (status, body)
-    }
-
-    fn json(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let (status, body) = self.request(method, path, &[], body.as_bytes());
-        (
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    /// Stops the daemon with SIGTERM and returns what it printed after starting.
-    fn stop(mut self) -> String {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
-            "the daemon exits cleanly on SIGTERM: {status}"
-        );
-        let mut rest = String::new();
-        self.output.read_to_string(&mut rest).unwrap();
-        rest
-    }
-}
-
-fn unchunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap().trim(), 16)
-            .unwrap_or(0);
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&body[end + 2..end + 2 + size]);
-        body = &body[end + 2 + size + 2..];
-    }
-}
-
-fn rows(changes: &serde_json::Value) -> Vec<String> {
-    changes["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            let diff = row["diff"].as_i64().unwrap();
-            format!(
-                "{diff:+} {}{}",
-                row["relation"].as_str().unwrap(),
-                row["tuple"]
-            )
-        })
-        .collect()
+    daemon::config(dir, extra)
 }
 
 #[test]
@@ -488,9 +327,10 @@ fn the_journal_brings_back_the_same_state() {
     assert!(warning.contains("torn last frame"), "{warning}");
     assert_eq!(std::fs::read(&journal).unwrap(), intact);
 
-    // Damage before the tail stops start-up and names the offset; nothing is changed.
+    // Damage before the tail stops start-up and names the offset; nothing is changed. The
+    // first frame follows the 16-byte header.
     let mut damaged = intact.clone();
-    damaged[8 + 36 + 3] ^= 0x20;
+    damaged[16 + 36 + 3] ^= 0x20;
     std::fs::write(&journal, &damaged).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["serve", "--config"])
@@ -500,12 +340,12 @@ fn the_journal_brings_back_the_same_state() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("the frame at byte 8 is damaged"),
+        stderr.contains("the frame at byte 16 is damaged"),
         "{stderr}"
     );
     assert_eq!(std::fs::read(&journal).unwrap(), damaged);
     // Unless the operator asks to truncate there.
-    let daemon = Daemon::start(&config, &["--truncate-journal-at", "8"]);
+    let daemon = Daemon::start(&config, &["--truncate-journal-at", "16"]);
     assert_eq!(daemon.json("GET", "/v1/health", "").1["time"], 0);
     daemon.stop();
 }

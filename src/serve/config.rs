@@ -9,6 +9,8 @@
 //! clock = "wall"                   # or "event": transactions carry their own times
 //! max_request_bytes = 1048576
 //! snapshot_every = 10000           # journal records between snapshots
+//! simulate = false                 # play a day of the sample house (facts must be the sample)
+//! simulation_speed = 240           # simulated seconds per second; 0: as fast as possible
 //!
 //! [[token]]
 //! name = "grafana"
@@ -67,6 +69,12 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Change sets kept in memory for watchers that reconnect.
     pub watch_backlog: usize,
+    /// Runs the simulator of the sample house: without a config file, yes; in one, only if
+    /// asked for.
+    #[serde(default)]
+    pub simulate: bool,
+    /// Simulated seconds per second (0: as fast as the engine goes).
+    pub simulation_speed: f64,
     #[serde(rename = "token")]
     pub tokens: Vec<Token>,
 }
@@ -83,6 +91,8 @@ impl Default for Config {
             max_request_bytes: 1 << 20,
             snapshot_every: 10_000,
             watch_backlog: 10_000,
+            simulate: true,
+            simulation_speed: 240.0,
             tokens: Vec::new(),
         }
     }
@@ -114,6 +124,12 @@ impl Config {
     }
 
     fn check(&self, path: &Path) -> Result<()> {
+        if !(self.simulation_speed.is_finite() && self.simulation_speed >= 0.0) {
+            bail!(
+                "{}: `simulation_speed` must be a number of seconds, 0 or more",
+                path.display()
+            );
+        }
         if self.workers == 0 {
             bail!("{}: `workers` must be at least 1", path.display());
         }

@@ -122,8 +122,11 @@ pub struct Status {
 }
 
 enum Command {
-    Transact(Entry, Reply<Changes>),
-    WhatIf(Entry, Reply<Changes>),
+    /// With `true`, the change set of every relation rather than of the views.
+    Transact(Entry, bool, Reply<Changes>),
+    WhatIf(Entry, bool, Reply<Changes>),
+    /// The number of rows of every relation, in the program's order.
+    Sizes(Reply<Vec<(String, usize)>>),
     Query(String, Reply<Answer>),
     Why(String, bool, Reply<serde_json::Value>),
     Status(Reply<Status>),
@@ -231,10 +234,33 @@ impl Core {
         }
         let (journal, records, recovery) =
             Journal::open(&store.journal_path(), truncate_journal_at)?;
-        if let Some((offset, bytes)) = recovery.truncated {
-            eprintln!(
+        match recovery.truncated {
+            Some((offset, bytes)) if recovery.asked => eprintln!(
+                "warning: {}: dropped {bytes} bytes from byte {offset} on, as --truncate-journal-at asked; the transactions they held are lost",
+                store.journal_path().display()
+            ),
+            Some((offset, bytes)) => eprintln!(
                 "warning: {}: dropped a torn last frame of {bytes} bytes at byte {offset} (a crash while it was written; that transaction was never acknowledged)",
                 store.journal_path().display()
+            ),
+            None => {}
+        }
+        if recovery.base > base {
+            anyhow::bail!(
+                "{}: the journal starts after logical time {}, but {}; the transactions up to it are not there. Bring the snapshot back, or start from an empty data directory",
+                store.journal_path().display(),
+                recovery.base,
+                if snapshot.is_some() {
+                    format!(
+                        "the snapshot {} covers only up to {base}",
+                        store.snapshot_path().display()
+                    )
+                } else {
+                    format!(
+                        "the snapshot {} is missing",
+                        store.snapshot_path().display()
+                    )
+                }
             );
         }
         for record in records.iter().filter(|record| record.time > base) {
@@ -295,11 +321,24 @@ impl Core {
     }
 
     pub async fn transact(&self, entry: Entry) -> Result<Changes, Refusal> {
-        self.ask(|reply| Command::Transact(entry, reply)).await
+        self.transact_showing(entry, false).await
     }
 
-    pub async fn what_if(&self, entry: Entry) -> Result<Changes, Refusal> {
-        self.ask(|reply| Command::WhatIf(entry, reply)).await
+    /// Like [`Core::transact`]; with `all`, answers the change set of every relation, not
+    /// only of the views (watchers still see the views).
+    pub async fn transact_showing(&self, entry: Entry, all: bool) -> Result<Changes, Refusal> {
+        self.ask(|reply| Command::Transact(entry, all, reply)).await
+    }
+
+    /// The change set of a transaction, applying nothing: of the views, or with `all` of
+    /// every relation.
+    pub async fn what_if_showing(&self, entry: Entry, all: bool) -> Result<Changes, Refusal> {
+        self.ask(|reply| Command::WhatIf(entry, all, reply)).await
+    }
+
+    /// The number of rows of every relation, in the program's order.
+    pub async fn sizes(&self) -> Result<Vec<(String, usize)>, Refusal> {
+        self.ask(Command::Sizes).await
     }
 
     pub async fn query(&self, text: String) -> Result<Answer, Refusal> {
@@ -340,19 +379,28 @@ struct State {
 impl State {
     fn serve(&mut self, command: Command, observer: &mut Option<Observer>) {
         match command {
-            Command::Transact(entry, reply) => {
+            Command::Transact(entry, all, reply) => {
                 let started = Instant::now();
-                let result = self.transact(entry, observer);
+                let result = self.transact(entry, all, observer);
                 self.metrics.transaction(started.elapsed(), result.is_ok());
                 let _ = reply.send(result);
             }
-            Command::WhatIf(entry, reply) => {
+            Command::WhatIf(entry, all, reply) => {
                 let result = entry
                     .transaction(&mut self.engine)
                     .what_if()
-                    .map(|changes| Changes::of(&changes, &|r| self.is_view(r)))
+                    .map(|changes| Changes::of(&changes, &|r| all || self.is_view(r)))
                     .map_err(Refusal::from);
                 let _ = reply.send(result);
+            }
+            Command::Sizes(reply) => {
+                let program = self.engine.program();
+                let sizes = program
+                    .relations
+                    .iter()
+                    .map(|r| (r.name.clone(), self.engine.len(&r.name).unwrap_or(0)))
+                    .collect();
+                let _ = reply.send(Ok(sizes));
             }
             Command::Query(text, reply) => {
                 let _ = reply.send(self.query(&text));
@@ -371,7 +419,7 @@ impl State {
                         ..Entry::default()
                     };
                     let started = Instant::now();
-                    let result = self.transact(entry, observer);
+                    let result = self.transact(entry, false, observer);
                     self.metrics.transaction(started.elapsed(), result.is_ok());
                 }
             }
@@ -385,9 +433,12 @@ impl State {
         }
     }
 
+    /// Commits a transaction; answers the change set of the views, or with `all` of every
+    /// relation.
     fn transact(
         &mut self,
         mut entry: Entry,
+        all: bool,
         observer: &mut Option<Observer>,
     ) -> Result<Changes, Refusal> {
         let time = self.engine.time() + 1;
@@ -423,7 +474,11 @@ impl State {
         {
             eprintln!("warning: compaction failed, the journal keeps growing: {error:#}");
         }
-        Ok(api)
+        Ok(if all {
+            Changes::of(&changes, &|_| true)
+        } else {
+            api
+        })
     }
 
     fn query(&self, text: &str) -> Result<Answer, Refusal> {
@@ -494,7 +549,7 @@ impl State {
     fn compact(&mut self) -> Result<()> {
         journal::write_snapshot(&self.store.snapshot_path(), &self.engine.snapshot())?;
         self.kept.clear();
-        self.journal.rewrite(&[])?;
+        self.journal.rewrite(self.engine.time(), &[])?;
         self.update_gauges();
         Ok(())
     }

@@ -8,11 +8,16 @@
 //! | `POST /v1/transactions` | ingest | apply a transaction (a trace entry); answers its change set |
 //! | `POST /v1/whatif` | read | the change set a transaction would give; applies nothing |
 //! | `GET /v1/relations` | read | every relation: name, columns, kind, size |
+//! | `GET /v1/program` | read | the declarations (with their I/O directives) and the clauses |
 //! | `POST /v1/query` | read | `{"query": "placement(W, \"pve\")"}`: the matching rows |
 //! | `POST /v1/why`, `POST /v1/whynot` | read | `{"atom": "shed(\"sdxl\")"}`: the explanation |
 //! | `GET /v1/watch/VIEW?from=T` | read | server-sent events: the view's change sets after logical time T |
 //! | `POST /v1/admin/compact` | admin | snapshot the state and truncate the journal |
 //! | `GET /metrics` | read | Prometheus text format |
+//!
+//! A change set shows the views (the `.output` relations, or every relation of a program that
+//! declares none); `?changes=all` on `/v1/transactions` and `/v1/whatif` shows every relation,
+//! as `vigil repl` does.
 
 use super::config::{Config, Scope};
 use super::core::{Changes, Core, Refusal};
@@ -61,6 +66,8 @@ pub struct Api {
     pub shutdown: watch::Receiver<bool>,
     relations: Vec<String>,
     relation_info: serde_json::Value,
+    /// What `GET /v1/program` answers.
+    schema: crate::repl::schema::Schema,
 }
 
 impl Api {
@@ -97,6 +104,7 @@ impl Api {
             shutdown,
             relations,
             relation_info,
+            schema: crate::repl::schema::Schema::of(program),
         }
     }
 }
@@ -159,6 +167,21 @@ fn refused(format: Format, refusal: Refusal) -> Response<Body> {
     match refusal {
         Refusal::Invalid(message) => error(StatusCode::UNPROCESSABLE_ENTITY, format, message),
         Refusal::Failed(message) => error(StatusCode::INTERNAL_SERVER_ERROR, format, message),
+    }
+}
+
+/// Whether `?changes=all` asks for the change set of every relation (`?changes=views`, the
+/// default, for the views only).
+fn changes_shown(request: &Request<Incoming>) -> Result<bool, String> {
+    let given = request.uri().query().and_then(|query| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("changes="))
+    });
+    match given {
+        None | Some("views") => Ok(false),
+        Some("all") => Ok(true),
+        Some(other) => Err(format!("`changes` is `all` or `views`, not `{other}`")),
     }
 }
 
@@ -233,7 +256,7 @@ impl Api {
             (&Method::GET, ["v1", "health"]) => None,
             (&Method::POST, ["v1", "transactions"]) => Some(Scope::Ingest),
             (&Method::POST, ["v1", "admin", "compact"]) => Some(Scope::Admin),
-            (&Method::GET, ["v1", "relations"])
+            (&Method::GET, ["v1", "relations" | "program"])
             | (&Method::POST, ["v1", "whatif" | "query" | "why" | "whynot"])
             | (&Method::GET, ["v1", "watch", _])
             | (&Method::GET, ["metrics"]) => Some(Scope::Read),
@@ -269,6 +292,10 @@ impl Api {
             }
         }
         let limit = self.config.max_request_bytes;
+        let all = match changes_shown(&request) {
+            Ok(all) => all,
+            Err(message) => return error(StatusCode::BAD_REQUEST, output, message),
+        };
         match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "health"]) => match self.core.status().await {
                 Ok(status) => respond(
@@ -290,7 +317,7 @@ impl Api {
                         "`whatif` transactions go to /v1/whatif",
                     );
                 }
-                match self.core.transact(entry).await {
+                match self.core.transact_showing(entry, all).await {
                     Ok(changes) => respond(StatusCode::OK, output, &changes),
                     Err(refusal) => refused(output, refusal),
                 }
@@ -300,14 +327,24 @@ impl Api {
                     Ok(entry) => entry,
                     Err(response) => return response,
                 };
-                match self.core.what_if(entry).await {
+                match self.core.what_if_showing(entry, all).await {
                     Ok(changes) => respond(StatusCode::OK, output, &changes),
                     Err(refusal) => refused(output, refusal),
                 }
             }
-            (&Method::GET, ["v1", "relations"]) => {
-                respond(StatusCode::OK, output, &self.relation_info)
-            }
+            (&Method::GET, ["v1", "relations"]) => match self.core.sizes().await {
+                Ok(sizes) => {
+                    let mut info = self.relation_info.clone();
+                    if let serde_json::Value::Array(relations) = &mut info {
+                        for (relation, (_, size)) in relations.iter_mut().zip(sizes) {
+                            relation["size"] = size.into();
+                        }
+                    }
+                    respond(StatusCode::OK, output, &info)
+                }
+                Err(refusal) => refused(output, refusal),
+            },
+            (&Method::GET, ["v1", "program"]) => respond(StatusCode::OK, output, &self.schema),
             (&Method::POST, ["v1", "query"]) => {
                 #[derive(serde::Deserialize)]
                 #[serde(deny_unknown_fields)]

@@ -1,7 +1,10 @@
 //! The journal: every accepted transaction, appended and made durable before it is
 //! acknowledged, so that a restart replays the engine to exactly the same state.
 //!
-//! The file starts with the 8-byte magic `VIGILJ` 0 1, then holds one frame per transaction:
+//! The file starts with the 8-byte magic `VIGILJ` 0 2 and the logical time it starts after,
+//! 8 bytes little-endian (0, or the time of the snapshot that compaction wrote; a journal of
+//! the first version, magic `VIGILJ` 0 1, starts after 0), then holds one frame per
+//! transaction:
 //!
 //! | bytes | what |
 //! |---|---|
@@ -12,7 +15,9 @@
 //! A frame is appended and `fsync`ed before the transaction is acknowledged. A crash can only
 //! tear the last frame; opening the journal truncates a torn tail with a warning. A frame that
 //! is damaged with more frames after it is not something a crash does: opening stops with an
-//! error that names its offset, unless the operator asks to truncate there.
+//! error that names its offset, unless the operator asks to truncate there. A damaged length
+//! that runs past the end of the file looks like a torn tail, so before a tail is dropped as
+//! torn, the bytes after it are searched for a whole frame: finding one means damage.
 //!
 //! Snapshots bound the replay: a snapshot file holds the engine's inputs at a logical time
 //! ([`vigil_engine::snapshot::Snapshot`]), with the same magic-hash-payload layout; compaction
@@ -28,7 +33,9 @@ use std::path::{Path, PathBuf};
 use vigil_engine::snapshot::Snapshot;
 use vigil_engine::trace::Entry;
 
-const JOURNAL_MAGIC: &[u8; 8] = b"VIGILJ\x00\x01";
+const JOURNAL_MAGIC: &[u8; 8] = b"VIGILJ\x00\x02";
+/// The first version of the journal: no base time in the header.
+const JOURNAL_MAGIC_1: &[u8; 8] = b"VIGILJ\x00\x01";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"VIGILS\x00\x01";
 const HEADER: usize = 4 + 32;
 
@@ -50,8 +57,12 @@ pub struct Journal {
 /// What opening found besides the records.
 #[derive(Debug, Default)]
 pub struct Recovery {
-    /// A torn tail was truncated: the offset it started at and its length.
+    /// The tail was truncated: the offset it started at and its length.
     pub truncated: Option<(u64, u64)>,
+    /// The truncation was asked for (`--truncate-journal-at`), not a torn tail.
+    pub asked: bool,
+    /// The logical time the journal starts after: the snapshot it needs covers up to it.
+    pub base: u64,
 }
 
 /// The data directory's files.
@@ -75,6 +86,24 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(blake3::hash(payload).as_bytes());
     bytes.extend_from_slice(payload);
     bytes
+}
+
+/// The journal's header: the magic and the logical time it starts after.
+fn header(base: u64) -> Vec<u8> {
+    let mut bytes = JOURNAL_MAGIC.to_vec();
+    bytes.extend_from_slice(&base.to_le_bytes());
+    bytes
+}
+
+/// The offset in `bytes` (after its first byte) of a whole frame whose checksum holds, if
+/// there is one: the sign that a frame before it is damaged rather than torn.
+fn whole_frame_after(bytes: &[u8]) -> Option<usize> {
+    (1..bytes.len().saturating_sub(HEADER)).find(|&at| {
+        let rest = &bytes[at..];
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        rest.len() >= HEADER + len
+            && blake3::hash(&rest[HEADER..HEADER + len]).as_bytes() == &rest[4..HEADER]
+    })
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
@@ -111,25 +140,32 @@ impl Journal {
             .with_context(|| format!("{}: cannot read the journal", path.display()))?;
         let mut recovery = Recovery::default();
         if bytes.is_empty() {
-            file.write_all(JOURNAL_MAGIC)
+            let header = header(0);
+            file.write_all(&header)
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("{}: cannot write the journal", path.display()))?;
             let journal = Journal {
                 path: path.to_path_buf(),
                 file,
-                len: JOURNAL_MAGIC.len() as u64,
+                len: header.len() as u64,
                 records: 0,
             };
             return Ok((journal, Vec::new(), recovery));
         }
-        if bytes.len() < JOURNAL_MAGIC.len() || &bytes[..JOURNAL_MAGIC.len()] != JOURNAL_MAGIC {
+        let start = if bytes.starts_with(JOURNAL_MAGIC_1) {
+            JOURNAL_MAGIC_1.len()
+        } else if bytes.starts_with(JOURNAL_MAGIC) && bytes.len() >= JOURNAL_MAGIC.len() + 8 {
+            let base = &bytes[JOURNAL_MAGIC.len()..JOURNAL_MAGIC.len() + 8];
+            recovery.base = u64::from_le_bytes(base.try_into().expect("8 bytes"));
+            JOURNAL_MAGIC.len() + 8
+        } else {
             bail!(
-                "{}: not a Vigil journal (it does not start with the journal's magic bytes)",
+                "{}: not a Vigil journal (it does not start with the journal's header)",
                 path.display()
             );
-        }
+        };
         let mut records = Vec::new();
-        let mut offset = JOURNAL_MAGIC.len();
+        let mut offset = start;
         let mut end = bytes.len();
         while offset < end {
             let rest = &bytes[offset..];
@@ -140,7 +176,19 @@ impl Journal {
             }
             let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
             if rest.len() < HEADER + len {
+                if truncate_at != Some(offset as u64)
+                    && let Some(next) = whole_frame_after(rest)
+                {
+                    bail!(
+                        "{}: the frame at byte {offset} is damaged (its length runs past the end of the file, yet a whole frame follows at byte {}); \
+                         nothing was started. To drop that frame and everything after it, start with \
+                         --truncate-journal-at {offset}",
+                        path.display(),
+                        offset + next
+                    );
+                }
                 recovery.truncated = Some((offset as u64, rest.len() as u64));
+                recovery.asked = truncate_at == Some(offset as u64);
                 end = offset;
                 break;
             }
@@ -166,6 +214,7 @@ impl Journal {
                 }
                 if truncate_at == Some(offset as u64) {
                     recovery.truncated = Some((offset as u64, rest.len() as u64));
+                    recovery.asked = true;
                     end = offset;
                     break;
                 }
@@ -216,9 +265,10 @@ impl Journal {
         self.records
     }
 
-    /// Rewrites the journal with only `records` (those after a snapshot), atomically.
-    pub fn rewrite(&mut self, records: &[Record]) -> Result<()> {
-        let mut bytes = JOURNAL_MAGIC.to_vec();
+    /// Rewrites the journal with only `records`, those after the snapshot at logical time
+    /// `base`, atomically.
+    pub fn rewrite(&mut self, base: u64, records: &[Record]) -> Result<()> {
+        let mut bytes = header(base);
         for record in records {
             let payload =
                 rmp_serde::to_vec_named(record).context("cannot encode a journal record")?;
@@ -346,7 +396,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         let second = {
             let payload = rmp_serde::to_vec_named(&record(1)).unwrap();
-            JOURNAL_MAGIC.len() + HEADER + payload.len()
+            header(0).len() + HEADER + payload.len()
         };
         bytes[second + HEADER + 2] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
@@ -358,6 +408,33 @@ mod tests {
         let (_, records, recovery) = Journal::open(&path, Some(second as u64)).unwrap();
         assert_eq!(records, vec![record(1)]);
         assert_eq!(recovery.truncated.map(|t| t.0), Some(second as u64));
+    }
+
+    #[test]
+    fn a_journal_of_the_first_version_still_reads() {
+        let path = temporary("first");
+        let mut bytes = JOURNAL_MAGIC_1.to_vec();
+        for time in 1..=2 {
+            bytes.extend(frame(&rmp_serde::to_vec_named(&record(time)).unwrap()));
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut journal, records, recovery) = Journal::open(&path, None).unwrap();
+        assert_eq!(records, vec![record(1), record(2)]);
+        assert_eq!(recovery.base, 0);
+        journal.append(&record(3)).unwrap();
+        let (_, records, _) = Journal::open(&path, None).unwrap();
+        assert_eq!(records.len(), 3);
+    }
+
+    #[test]
+    fn a_rewritten_journal_says_what_it_starts_after() {
+        let path = temporary("base");
+        written(&path, 3);
+        let (mut journal, _, _) = Journal::open(&path, None).unwrap();
+        journal.rewrite(3, &[]).unwrap();
+        let (_, records, recovery) = Journal::open(&path, None).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(recovery.base, 3);
     }
 
     #[test]
@@ -373,7 +450,7 @@ mod tests {
         let path = temporary("rewrite");
         written(&path, 4);
         let (mut journal, records, _) = Journal::open(&path, None).unwrap();
-        journal.rewrite(&records[2..]).unwrap();
+        journal.rewrite(2, &records[2..]).unwrap();
         journal.append(&record(5)).unwrap();
         let (_, records, _) = Journal::open(&path, None).unwrap();
         assert_eq!(records, vec![record(3), record(4), record(5)]);

@@ -11,6 +11,7 @@ mod core;
 mod http;
 mod journal;
 mod metrics;
+mod sim;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -39,6 +40,13 @@ pub struct ServeArgs {
     /// that stopped start-up names the offset).
     #[arg(long)]
     truncate_journal_at: Option<u64>,
+    /// Simulated seconds per second for the simulator of the sample house (0: as fast as
+    /// the engine goes); without a config the simulator runs at 240 (a day in 6 minutes).
+    #[arg(long, value_name = "N")]
+    speed: Option<f64>,
+    /// Do not run the simulator of the sample house (it runs when there is no config).
+    #[arg(long)]
+    no_simulator: bool,
 }
 
 /// The wall clock, in whole seconds since the epoch.
@@ -56,8 +64,30 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
+    // The sample house without a config plays in a scratch directory, removed at exit, so that
+    // every run starts the day afresh; `--data-dir` keeps it.
+    let mut scratch = None;
+    match args.data_dir {
+        Some(dir) => config.data_dir = dir,
+        None if args.config.is_none() => {
+            let dir = std::env::temp_dir().join(format!("vigil-sample-{}", std::process::id()));
+            config.data_dir = dir.clone();
+            scratch = Some(dir);
+        }
+        None => {}
+    }
+    if let Some(speed) = args.speed {
+        if !(speed.is_finite() && speed >= 0.0) {
+            anyhow::bail!("--speed {speed}: the speed must be a number of seconds, 0 or more");
+        }
+        config.simulation_speed = speed;
+    }
+    if args.no_simulator {
+        config.simulate = false;
+    }
+    if config.simulate {
+        // The simulator moves the clock: a simulated day, not the wall clock.
+        config.clock = config::Clock::Event;
     }
     let Some(program) = crate::run::compile(&config.program) else {
         return Ok(ExitCode::FAILURE);
@@ -89,12 +119,22 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    if let Some(dir) = &scratch {
+        println!(
+            "vigil serve: the sample house, in the scratch data directory {} (removed at exit; --data-dir keeps one)",
+            dir.display()
+        );
+    }
+    let served = runtime.block_on(async move {
         if fresh && let Some(dir) = &config.facts {
             load_initial_facts(&core, &program, dir).await?;
         }
         run(core, config, &program).await
-    })?;
+    });
+    if let Some(dir) = &scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -143,21 +183,38 @@ async fn load_initial_facts(
 }
 
 /// Prints each decision as it is made: the rows that appear in and leave a view named
-/// `action` (id, kind, target, reason), if the program has one.
+/// `action` (id, kind, target, reason), if the program has one, and those that wait for a
+/// person in `awaiting_approval` (id, kind, target, reason). Times are UTC.
 fn decision_log(program: &vigil_engine::ir::Program) -> Option<core::Observer> {
     let action = program.relation("action")?;
     if program.relations[action].arity() != 4 {
         return None;
     }
-    Some(Box::new(|changes, _engine| {
+    let approvals = program
+        .relation("awaiting_approval")
+        .is_some_and(|r| program.relations[r].arity() == 4);
+    Some(Box::new(move |changes, _engine| {
+        let at = sim::clock(changes.now);
         for (tuple, diff) in changes.of("action") {
             let text: Vec<String> = tuple.iter().map(ToString::to_string).collect();
             if let [_, kind, target, reason] = text.as_slice() {
                 if diff > 0 {
-                    println!("t={} decide  {kind} {target}: {reason}", changes.now);
+                    println!("{at} decide   {kind} {target}: {reason}");
                 } else {
-                    println!("t={} settled {kind} {target}", changes.now);
+                    println!("{at} settled  {kind} {target}");
                 }
+            }
+        }
+        if !approvals {
+            return;
+        }
+        for (tuple, diff) in changes.of("awaiting_approval") {
+            if let [id, ..] = tuple.as_slice()
+                && diff > 0
+            {
+                println!(
+                    "{at} approval {id}: waits for a person (an `approval` fact: \"{id}\", \"approve\" or \"deny\")"
+                );
             }
         }
     }))
@@ -175,12 +232,26 @@ async fn run(
     println!("vigil serve: listening on http://{address}");
     let (stop, stopped) = watch::channel(false);
     let clock = config.clock.clone();
+    let (config_simulate, speed) = (config.simulate, config.simulation_speed);
     let api = Arc::new(http::Api::new(
         core.clone(),
         config,
         stopped.clone(),
         program,
     ));
+    if config_simulate {
+        let core = core.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            let outcome = match sim::Simulator::new(core, speed).await {
+                Ok(simulator) => simulator.run(stopped).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = outcome {
+                eprintln!("error: the simulator stopped: {error}");
+            }
+        });
+    }
     if clock == config::Clock::Wall {
         let core = core.clone();
         let mut stopped = stopped.clone();
