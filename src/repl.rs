@@ -6,10 +6,19 @@
 //! are edited with rustyline (history, completion); otherwise no banner and no prompt are
 //! printed, so that `vigil repl prog.dl < script` prints only the answers, and the exit status
 //! says whether every command succeeded.
+//!
+//! The session parses every command and prints every answer; what answers is a [`Backend`]:
+//! an engine in this process ([`local`]), or with `--connect URL` a running `vigil serve`
+//! ([`remote`]), so that both print alike.
 
+mod backend;
 mod complete;
+mod local;
+mod remote;
+pub(crate) mod schema;
 
 use anyhow::Result;
+use backend::{Backend, Delta, Write};
 use clap::Args;
 use complete::ReplHelper;
 use rustyline::error::ReadlineError;
@@ -20,7 +29,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vigil_engine::query::{self, Atom, Change, Parser, QueryError};
-use vigil_engine::{ChangeSet, Engine, Options, Transaction, format_tuple, ir};
+use vigil_engine::{EngineError, format_tuple};
 
 #[derive(Args)]
 pub struct ReplArgs {
@@ -33,6 +42,13 @@ pub struct ReplArgs {
     /// reads like the session at a terminal.
     #[arg(long)]
     echo: bool,
+    /// Runs the commands on the `vigil serve` daemon at this URL (`http://HOST:PORT`) instead
+    /// of on a local engine.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["program", "facts"])]
+    connect: Option<String>,
+    /// The bearer token for `--connect`; by default the VIGIL_TOKEN environment variable.
+    #[arg(long, requires = "connect")]
+    token: Option<String>,
 }
 
 /// What `.help` prints.
@@ -64,7 +80,9 @@ Commands
   .dump R               every row of R
   .size [R]             the number of rows (of every relation)
   .load FILE            replaces the program: a new engine, with the facts of -F
-  .facts DIR            reads the facts of the input relations from DIR
+                          (not with --connect: a daemon keeps its program)
+  .facts DIR            reads the facts of the input relations from DIR (not with
+                          --connect: insert them, or give the daemon `facts`)
   .tick SECONDS         moves the event time (the clock relation, stamps) forward;
                           in a transaction, the time the transaction commits at
   .time                 the logical time (transactions committed) and event time
@@ -82,43 +100,32 @@ names.
 ";
 
 pub fn repl(args: ReplArgs) -> Result<ExitCode> {
-    let program = match &args.program {
-        Some(path) => match vigil_engine::compile_file(path) {
-            Ok(program) => program,
-            Err(diagnostics) => {
-                eprintln!("{diagnostics}");
-                eprintln!("{} in {}", errors(&diagnostics), path.display());
-                return Ok(ExitCode::FAILURE);
-            }
+    let backend: Box<dyn Backend> = match &args.connect {
+        Some(url) => {
+            let token = args
+                .token
+                .clone()
+                .or_else(|| std::env::var("VIGIL_TOKEN").ok())
+                .filter(|token| !token.is_empty());
+            Box::new(remote::Remote::new(url, token)?)
+        }
+        None => match local::Local::start(args.program.clone(), args.facts.clone())? {
+            Some(local) => Box::new(local),
+            None => return Ok(ExitCode::FAILURE),
         },
-        None => vigil_engine::compile_source("<empty>", "")?,
-    };
-    let mut engine = Engine::new(program, Options::default())?;
-    let read = match &args.facts {
-        Some(dir) => Some(read_facts(&mut engine, dir)?),
-        None => None,
     };
     let mut session = Session {
-        engine,
-        facts: args.facts,
+        backend,
         transaction: None,
         shown: Shown::All,
         line_number: 0,
         failed: false,
     };
     if std::io::stdin().is_terminal() {
-        let name = args
-            .program
-            .as_ref()
-            .map_or("no program".to_string(), |path| path.display().to_string());
         println!(
-            "Vigil {}: {name}, {}{}. `.help` lists the commands.",
+            "Vigil {}: {}. `.help` lists the commands.",
             env!("CARGO_PKG_VERSION"),
-            plural(session.engine.program().relations.len(), "relation"),
-            read.map_or(String::new(), |count| format!(
-                ", {}",
-                plural(count, "fact")
-            )),
+            session.backend.banner(),
         );
         interactive(&mut session)?;
     } else {
@@ -229,45 +236,14 @@ fn append_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: &Path) 
     Ok(())
 }
 
-/// Reads every `.input` relation's facts from `dir` in one transaction; returns the number of
-/// input tuples it added.
-fn read_facts(engine: &mut Engine, dir: &Path) -> Result<usize> {
-    let changes = engine.load_facts(dir)?;
-    let program = engine.program();
-    Ok(changes
-        .relations()
-        .filter(|name| {
-            program
-                .relation(name)
-                .is_some_and(|id| program.relations[id].input.is_some())
-        })
-        .map(|name| {
-            changes
-                .of(name)
-                .iter()
-                .filter(|(_, diff)| *diff > 0)
-                .count()
-        })
-        .sum())
-}
-
-fn errors(diagnostics: &vigil_engine::Diagnostics) -> String {
-    plural(
-        diagnostics.list.iter().filter(|d| d.is_error()).count(),
-        "error",
-    )
-}
-
 /// `1 row`, `2 rows`.
 fn plural(count: usize, noun: &str) -> String {
     format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }
 
-/// The REPL's state: the engine, and what the person set up.
+/// The REPL's state: what answers, and what the person set up.
 struct Session {
-    engine: Engine,
-    /// The `-F` directory, read again when `.load` starts a new engine.
-    facts: Option<PathBuf>,
+    backend: Box<dyn Backend>,
     /// The transaction that `begin` opened.
     transaction: Option<Pending>,
     shown: Shown,
@@ -300,7 +276,8 @@ enum Flow {
 
 /// A command that failed: what went wrong, and where in its line.
 struct Failure {
-    span: Range<usize>,
+    /// The bytes of the line the error is about; `None` for the whole command.
+    span: Option<Range<usize>>,
     message: String,
     /// Printed before the message: the diagnostics of a program that did not load.
     detail: Option<String>,
@@ -309,9 +286,27 @@ struct Failure {
 impl Failure {
     fn at(span: Range<usize>, message: impl Into<String>) -> Failure {
         Failure {
-            span,
+            span: Some(span),
             message: message.into(),
             detail: None,
+        }
+    }
+
+    /// An error about the whole command (a transaction refused as a whole, a daemon that
+    /// cannot be reached).
+    fn whole(message: impl Into<String>) -> Failure {
+        Failure {
+            span: None,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// Places an error about the whole command on `span`.
+    fn or_at(self, span: Range<usize>) -> Failure {
+        Failure {
+            span: Some(self.span.unwrap_or(span)),
+            ..self
         }
     }
 }
@@ -337,9 +332,12 @@ impl Session {
         }
     }
 
+    /// For completion: none until a daemon's program has been fetched.
     fn relation_names(&self) -> Vec<String> {
-        let program = self.engine.program();
-        program.relations.iter().map(|r| r.name.clone()).collect()
+        self.backend
+            .known_schema()
+            .map(schema::Schema::names)
+            .unwrap_or_default()
     }
 
     /// Runs one line; reports its error, if any.
@@ -370,8 +368,10 @@ impl Session {
         if let Some(detail) = &failure.detail {
             eprintln!("{}", detail.trim_end());
         }
-        let start = failure.span.start.min(line.len());
-        let end = failure.span.end.clamp(start, line.len());
+        let whole = line.len() - line.trim_start().len()..line.trim_end().len();
+        let span = failure.span.clone().unwrap_or(whole);
+        let start = span.start.min(line.len());
+        let end = span.end.clamp(start, line.len());
         let before = &line[..start];
         let column = before.chars().count() + 1;
         eprintln!("{}:{column}: error: {}", self.line_number, failure.message);
@@ -402,7 +402,7 @@ impl Session {
                 parser.eat("?");
             }
             parser.expect_end()?;
-            return self.query(&atom);
+            return self.query(line, &atom);
         }
         if rest.starts_with(['+', '-']) {
             let changes = parser.changes()?;
@@ -440,7 +440,9 @@ impl Session {
                 parser.eat("?");
             }
             parser.expect_end()?;
-            return self.why(&atom, negated, json);
+            let text = self.backend.explain(line, &atom, negated, json)?;
+            println!("{text}");
+            return Ok(Flow::Continue);
         }
         if word.is_empty() {
             return Err(parser.unexpected("a command or a query").into());
@@ -457,7 +459,7 @@ impl Session {
         let atom = parser.atom()?;
         if parser.eat("?") {
             parser.expect_end()?;
-            return self.query(&atom);
+            return self.query(line, &atom);
         }
         let text = &line[atom.span.clone()];
         Err(Failure::at(
@@ -469,46 +471,51 @@ impl Session {
         ))
     }
 
-    fn query(&self, atom: &Atom) -> Result<Flow, Failure> {
-        let answer = query::run(&self.engine, atom)?;
-        let count = if answer.variables.is_empty() {
-            for tuple in &answer.tuples {
-                println!("{}", format_tuple(&answer.relation, tuple));
-            }
-            answer.tuples.len()
-        } else {
-            let bindings = answer.bindings();
-            for binding in &bindings {
+    fn query(&mut self, line: &str, atom: &Atom) -> Result<Flow, Failure> {
+        let answer = self.backend.query(line, atom)?;
+        for row in &answer.rows {
+            if answer.variables.is_empty() {
+                println!("{}", format_tuple(&atom.relation, row));
+            } else {
                 let values: Vec<String> = answer
                     .variables
                     .iter()
-                    .zip(binding)
+                    .zip(row)
                     .map(|(name, value)| format!("{name} = {}", query::format_value(value)))
                     .collect();
                 println!("{}.", values.join(", "));
             }
-            bindings.len()
-        };
-        println!("{}", count_line(count));
+        }
+        println!("{}", count_line(answer.rows.len()));
         Ok(Flow::Continue)
     }
 
     /// `+a. -b.`: one transaction now, or more changes for the open one.
     /// `command` is the span of the whole line, where a rejected transaction is reported.
     fn change(&mut self, changes: Vec<Change>, command: Range<usize>) -> Result<Flow, Failure> {
-        let event = format!("repl line {}", self.line_number);
-        if self.transaction.is_some() {
+        if let Some(pending) = &mut self.transaction {
             // Checked now, so that the mistake is reported on its own line.
-            prepare(&mut self.engine, &changes, 0, event)?;
-            if let Some(pending) = &mut self.transaction {
-                pending.changes.extend(changes);
-            }
+            self.backend.check(&pending.changes, &changes)?;
+            pending.changes.extend(changes);
             return Ok(Flow::Continue);
         }
-        let transaction = prepare(&mut self.engine, &changes, 0, event)?;
-        let changes = transaction
-            .commit()
-            .map_err(|error| Failure::at(command, error.to_string()))?;
+        let write = Write {
+            changes: &changes,
+            at: None,
+            event: format!("repl line {}", self.line_number),
+            what_if: false,
+        };
+        self.apply(write, |failure| failure.or_at(command))
+    }
+
+    /// Commits a transaction, or computes its what-if, and prints the change set; `place`
+    /// puts an error on the line.
+    fn apply(
+        &mut self,
+        write: Write<'_>,
+        place: impl FnOnce(Failure) -> Failure,
+    ) -> Result<Flow, Failure> {
+        let changes = self.backend.apply(write).map_err(place)?;
         self.print_changes(&changes);
         Ok(Flow::Continue)
     }
@@ -538,15 +545,25 @@ impl Session {
                 "no transaction is open: `begin` opens one",
             ));
         };
-        let event = format!("repl lines {}-{}", pending.opened, self.line_number);
-        let fail = |message: String| Failure::at(word.clone(), message);
-        let transaction = prepare(&mut self.engine, &pending.changes, pending.advance, event)
-            .map_err(|error| fail(error.to_string()))?;
-        let changes = transaction
-            .commit()
-            .map_err(|error| fail(error.to_string()))?;
-        self.print_changes(&changes);
-        Ok(Flow::Continue)
+        let fail = |failure: Failure| Failure::at(word.clone(), failure.message);
+        let write = Write {
+            changes: &pending.changes,
+            at: self.event_time(pending.advance).map_err(fail)?,
+            event: format!("repl lines {}-{}", pending.opened, self.line_number),
+            what_if: false,
+        };
+        self.apply(write, fail)
+    }
+
+    /// The event time `advance` seconds after the current one; `None` (the current one) for 0.
+    fn event_time(&mut self, advance: i64) -> Result<Option<i64>, Failure> {
+        if advance == 0 {
+            return Ok(None);
+        }
+        let now = self.backend.clock()?.now;
+        now.checked_add(advance)
+            .map(Some)
+            .ok_or_else(|| Failure::whole("the event time would overflow"))
     }
 
     fn rollback(&mut self, word: Range<usize>) -> Result<Flow, Failure> {
@@ -567,59 +584,32 @@ impl Session {
             None => (Vec::new(), 0),
         };
         all.extend_from_slice(changes);
-        let event = format!("repl line {}", self.line_number);
-        let transaction = prepare(&mut self.engine, &all, advance, event)?;
-        let changes = transaction
-            .what_if()
-            .map_err(|error| Failure::at(command, error.to_string()))?;
-        self.print_changes(&changes);
-        Ok(Flow::Continue)
-    }
-
-    fn why(&self, atom: &Atom, negated: bool, json: bool) -> Result<Flow, Failure> {
-        let locate = |error| Failure::from(atom.locate(error));
-        if negated {
-            let pattern = query::pattern(&self.engine, atom)?;
-            let answer = self
-                .engine
-                .why_not(&atom.relation, &pattern)
-                .map_err(locate)?;
-            if json {
-                println!("{}", answer.to_json());
-            } else {
-                println!("{}", answer.to_string().trim_end());
-            }
-        } else {
-            let tuple = query::tuple(&self.engine, atom, "`why`")?;
-            let answer = self.engine.why(&atom.relation, &tuple).map_err(locate)?;
-            if json {
-                println!("{}", answer.to_json());
-            } else {
-                println!("{}", answer.to_string().trim_end());
-            }
-        }
-        Ok(Flow::Continue)
+        let write = Write {
+            changes: &all,
+            at: self.event_time(advance)?,
+            event: format!("repl line {}", self.line_number),
+            what_if: true,
+        };
+        self.apply(write, |failure| failure.or_at(command))
     }
 
     /// Prints a change set: the rows of the relations shown, the retractions of missing
     /// rows, and how many changes are hidden.
-    fn print_changes(&self, changes: &ChangeSet) {
-        let program = self.engine.program();
+    fn print_changes(&mut self, changes: &Delta) {
+        let schema = match self.shown {
+            Shown::All => None,
+            // Every relation, if a daemon does not say which are outputs.
+            Shown::Outputs => self.backend.schema().ok(),
+        };
         let mut printed = 0;
         let mut hidden = 0;
-        for relation in changes.relations() {
-            let shown = match self.shown {
-                Shown::All => true,
-                Shown::Outputs => program
-                    .relation(relation)
-                    .is_some_and(|id| !program.relations[id].outputs.is_empty()),
-            };
-            if !shown {
-                hidden += changes.count(relation);
+        for (relation, rows) in &changes.relations {
+            if schema.is_some_and(|schema| !schema.is_output(relation)) {
+                hidden += rows.len();
                 continue;
             }
-            for (tuple, diff) in changes.of(relation) {
-                println!("{diff:+} {}", format_tuple(relation, &tuple));
+            for (tuple, diff) in rows {
+                println!("{diff:+} {}", format_tuple(relation, tuple));
                 printed += 1;
             }
         }
@@ -652,6 +642,9 @@ impl Session {
             )),
             None => Ok(()),
         };
+        if let Some(message) = self.backend.unsupported(name) {
+            return Err(Failure::at(span, message));
+        }
         let one = |what: &str| match arguments.first() {
             Some((argument, argument_span)) => {
                 at_most(1)?;
@@ -673,7 +666,9 @@ impl Session {
             }
             ".decls" => {
                 at_most(0)?;
-                self.decls();
+                for line in self.backend.schema()?.declarations() {
+                    println!("{line}");
+                }
             }
             ".rules" => {
                 at_most(1)?;
@@ -681,15 +676,21 @@ impl Session {
                     Some((name, span)) => Some(self.relation(name, span.clone())?),
                     None => None,
                 };
-                self.rules(relation);
+                let clauses = self.backend.schema()?.clauses(relation);
+                for clause in &clauses {
+                    println!("{clause}");
+                }
+                if clauses.is_empty() {
+                    println!("no rules.");
+                }
             }
             ".dump" => {
                 let (relation, span) = one("a relation name")?;
                 self.relation(relation, span.clone())?;
                 let tuples = self
-                    .engine
-                    .read(relation, &[])
-                    .map_err(|error| Failure::at(span, error.to_string()))?;
+                    .backend
+                    .dump(relation)
+                    .map_err(|failure| failure.or_at(span))?;
                 for tuple in &tuples {
                     println!("{}", format_tuple(relation, tuple));
                 }
@@ -697,26 +698,26 @@ impl Session {
             }
             ".size" => {
                 at_most(1)?;
-                let relations = match arguments.first() {
-                    Some((name, span)) => vec![self.relation(name, span.clone())?],
-                    None => (0..self.engine.program().relations.len()).collect(),
+                let only = match arguments.first() {
+                    Some((name, span)) => Some(self.relation(name, span.clone())?),
+                    None => None,
                 };
-                let program = self.engine.program();
-                for id in relations {
-                    let name = &program.relations[id].name;
-                    let size = self.engine.len(name).unwrap_or_default();
-                    println!("{name}\t{size}");
+                for (name, size) in self.backend.sizes()? {
+                    if only.is_none_or(|only| only == name) {
+                        println!("{name}\t{size}");
+                    }
                 }
             }
             ".load" => {
                 let (path, span) = path_argument(line, name_end, "a program file")?;
-                self.load(path, span)?;
+                self.no_transaction(span.clone(), ".load")?;
+                let loaded = self.backend.load(path, span)?;
+                println!("{loaded}");
             }
             ".facts" => {
                 let (dir, span) = path_argument(line, name_end, "a facts directory")?;
                 self.no_transaction(span.clone(), name)?;
-                let count = read_facts(&mut self.engine, Path::new(dir))
-                    .map_err(|error| Failure::at(span, format!("{error:#}")))?;
+                let count = self.backend.read_facts(dir, span)?;
                 println!("read {} from {dir}.", plural(count, "fact"));
             }
             ".tick" => {
@@ -725,13 +726,14 @@ impl Session {
             }
             ".time" => {
                 at_most(0)?;
-                println!("logical time: {}", self.engine.time());
-                println!("event time: {}", self.engine.now());
+                let clock = self.backend.clock()?;
+                println!("logical time: {}", clock.time);
+                println!("event time: {}", clock.now);
                 if let Some(pending) = &self.transaction {
                     println!(
                         "open transaction: {}, at event time {}",
                         plural(pending.changes.len(), "change"),
-                        self.engine.now() + pending.advance
+                        clock.now.saturating_add(pending.advance)
                     );
                 }
             }
@@ -766,11 +768,15 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// The id of a relation named in a command.
-    fn relation(&self, name: &str, span: Range<usize>) -> Result<ir::RelationId, Failure> {
-        self.engine
-            .relation(name)
-            .map_err(|error| Failure::at(span, error.to_string()))
+    /// A relation named in a command, if the program has it.
+    fn relation<'n>(&mut self, name: &'n str, span: Range<usize>) -> Result<&'n str, Failure> {
+        match self.backend.schema()?.relation(name) {
+            Some(_) => Ok(name),
+            None => Err(Failure::at(
+                span,
+                EngineError::UnknownRelation(name.to_string()).to_string(),
+            )),
+        }
     }
 
     fn no_transaction(&self, span: Range<usize>, command: &str) -> Result<(), Failure> {
@@ -784,78 +790,6 @@ impl Session {
             )),
             None => Ok(()),
         }
-    }
-
-    /// Every declaration, with its I/O directives, as they would be written in a program.
-    fn decls(&self) {
-        for relation in &self.engine.program().relations {
-            let columns: Vec<String> = relation
-                .columns
-                .iter()
-                .map(|column| format!("{}: {}", column.name, column.type_name))
-                .collect();
-            let eqrel = if relation.eqrel { " eqrel" } else { "" };
-            println!(".decl {}({}){eqrel}", relation.name, columns.join(", "));
-            if let Some(input) = &relation.input {
-                println!("{}", directive(".input", &relation.name, input));
-            }
-            for output in &relation.outputs {
-                println!("{}", directive(".output", &relation.name, output));
-            }
-            if relation.printsize {
-                println!(".printsize {}", relation.name);
-            }
-        }
-    }
-
-    /// The clauses of the program (those that derive `relation`), each once.
-    fn rules(&self, relation: Option<ir::RelationId>) {
-        let program = self.engine.program();
-        let mut seen = Vec::new();
-        for rule in &program.rules {
-            if relation.is_some_and(|id| rule.head != id) || seen.contains(&rule.span) {
-                continue;
-            }
-            seen.push(rule.span);
-            println!("{}", rule.text);
-        }
-        if seen.is_empty() {
-            println!("no rules.");
-        }
-    }
-
-    /// `.load`: a new engine for the program, with the facts of `-F`; the old one stays if
-    /// anything fails.
-    fn load(&mut self, path: &str, span: Range<usize>) -> Result<(), Failure> {
-        self.no_transaction(span.clone(), ".load")?;
-        let program =
-            vigil_engine::compile_file(Path::new(path)).map_err(|diagnostics| Failure {
-                span: span.clone(),
-                message: format!(
-                    "{} in {path}: the program is unchanged",
-                    errors(&diagnostics)
-                ),
-                detail: Some(diagnostics.to_string()),
-            })?;
-        let fail = |error: anyhow::Error| {
-            Failure::at(span.clone(), format!("{error:#}; the program is unchanged"))
-        };
-        let mut engine = Engine::new(program, Options::default()).map_err(|e| fail(e.into()))?;
-        let read = match &self.facts {
-            Some(dir) => Some((read_facts(&mut engine, dir).map_err(fail)?, dir)),
-            None => None,
-        };
-        println!(
-            "loaded {path}: {}{}.",
-            plural(engine.program().relations.len(), "relation"),
-            read.map_or(String::new(), |(count, dir)| format!(
-                ", {} from {}",
-                plural(count, "fact"),
-                dir.display()
-            ))
-        );
-        self.engine = engine;
-        Ok(())
     }
 
     /// `.tick SECONDS`: a transaction that only moves the event time, or, in an open
@@ -879,8 +813,9 @@ impl Session {
                 .as_ref()
                 .map_or(0, |pending| pending.advance);
         let time = self
-            .engine
-            .now()
+            .backend
+            .clock()?
+            .now
             .checked_add(advance)
             .ok_or_else(|| Failure::at(span.clone(), "the event time would overflow"))?;
         if let Some(pending) = &mut self.transaction {
@@ -888,31 +823,15 @@ impl Session {
             println!("the transaction will commit at event time {time}.");
             return Ok(());
         }
-        let event = format!("repl line {}", self.line_number);
-        let transaction = prepare(&mut self.engine, &[], advance, event)?;
-        let changes = transaction
-            .commit()
-            .map_err(|error| Failure::at(span, error.to_string()))?;
-        self.print_changes(&changes);
+        let write = Write {
+            changes: &[],
+            at: Some(time),
+            event: format!("repl line {}", self.line_number),
+            what_if: false,
+        };
+        self.apply(write, |failure| Failure::at(span, failure.message))?;
         Ok(())
     }
-}
-
-/// A transaction of `changes`, `advance` seconds after the engine's event time, named after
-/// the lines it comes from (explanations show it).
-fn prepare<'e>(
-    engine: &'e mut Engine,
-    changes: &[Change],
-    advance: i64,
-    event: String,
-) -> Result<Transaction<'e>, QueryError> {
-    let at = engine.now() + advance;
-    let mut transaction = engine.transaction();
-    transaction.at(at).event(event);
-    for change in changes {
-        query::write(&mut transaction, change)?;
-    }
-    Ok(transaction)
 }
 
 /// `2 rows.`, `1 row.`, `no.`
@@ -921,22 +840,6 @@ fn count_line(count: usize) -> String {
         0 => "no.".to_string(),
         _ => format!("{}.", plural(count, "row")),
     }
-}
-
-/// `.input R(IO=stream, key="node")`.
-fn directive(which: &str, relation: &str, parameters: &ir::IoParameters) -> String {
-    if parameters.parameters.is_empty() {
-        return format!("{which} {relation}");
-    }
-    let parameters: Vec<String> = parameters
-        .parameters
-        .iter()
-        .map(|(key, value)| match key.as_str() {
-            "IO" => format!("IO={value}"),
-            _ => format!("{key}={value:?}"),
-        })
-        .collect();
-    format!("{which} {relation}({})", parameters.join(", "))
 }
 
 /// The white-space separated words of `line` from `start` on, up to a `//` comment, with
