@@ -65,6 +65,8 @@ pub struct Api {
     tokens: Vec<(blake3::Hash, Vec<Scope>)>,
     pub shutdown: watch::Receiver<bool>,
     relations: Vec<String>,
+    /// The relations whose changes the feed carries.
+    views: Vec<String>,
     relation_info: serde_json::Value,
     /// What `GET /v1/program` answers.
     schema: crate::repl::schema::Schema,
@@ -83,6 +85,15 @@ impl Api {
             .map(|token| (blake3::hash(token.secret.as_bytes()), token.scopes.clone()))
             .collect();
         let relations = program.relations.iter().map(|r| r.name.clone()).collect();
+        // What change sets show, as the engine thread decides it: the `.output` relations, or
+        // every relation of a program that declares none.
+        let any_output = program.relations.iter().any(|r| !r.outputs.is_empty());
+        let views = program
+            .relations
+            .iter()
+            .filter(|r| !any_output || !r.outputs.is_empty())
+            .map(|r| r.name.clone())
+            .collect();
         let relation_info = serde_json::Value::Array(
             program
                 .relations
@@ -103,6 +114,7 @@ impl Api {
             tokens,
             shutdown,
             relations,
+            views,
             relation_info,
             schema: crate::repl::schema::Schema::of(program),
         }
@@ -114,6 +126,15 @@ impl Api {
 enum Format {
     Json,
     MessagePack,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::MessagePack => "MessagePack",
+        }
+    }
 }
 
 const MSGPACK: &str = "application/msgpack";
@@ -170,6 +191,17 @@ fn refused(format: Format, refusal: Refusal) -> Response<Body> {
     }
 }
 
+/// The methods an endpoint takes, none if there is no such endpoint.
+fn allowed_methods(segments: &[&str]) -> Vec<&'static str> {
+    match segments {
+        ["v1", "health" | "relations" | "program" | "watch", ..] | ["metrics"] => vec!["GET"],
+        ["v1", "transactions" | "whatif" | "query" | "why" | "whynot"] | ["v1", "admin", "compact"] => {
+            vec!["POST"]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Whether `?changes=all` asks for the change set of every relation (`?changes=views`, the
 /// default, for the views only).
 fn changes_shown(request: &Request<Incoming>) -> Result<bool, String> {
@@ -209,21 +241,33 @@ async fn decode<T: DeserializeOwned>(
             });
         }
     };
+    // Errors name the field they are in (`insert.edge[0]: invalid type ...`).
+    let located = |path: String, message: String| {
+        let place = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        error(
+            StatusCode::BAD_REQUEST,
+            format,
+            format!("the {} body{place}: {message}", format.name()),
+        )
+    };
     match format {
-        Format::Json => serde_json::from_slice(&bytes).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format,
-                format!("the JSON body: {e}"),
-            )
-        }),
-        Format::MessagePack => rmp_serde::from_slice(&bytes).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format,
-                format!("the MessagePack body: {e}"),
-            )
-        }),
+        Format::Json => {
+            let mut body = serde_json::Deserializer::from_slice(&bytes);
+            let value = serde_path_to_error::deserialize(&mut body)
+                .map_err(|e| located(e.path().to_string(), e.inner().to_string()))?;
+            body.end()
+                .map_err(|e| located(".".into(), e.to_string()))?;
+            Ok(value)
+        }
+        Format::MessagePack => {
+            let mut body = rmp_serde::Deserializer::from_read_ref(&bytes[..]);
+            serde_path_to_error::deserialize(&mut body)
+                .map_err(|e| located(e.path().to_string(), e.inner().to_string()))
+        }
     }
 }
 
@@ -233,12 +277,17 @@ impl Api {
         if self.tokens.is_empty() {
             return Some(vec![Scope::Admin]);
         }
-        let given = request
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        let (scheme, given) = request
             .headers()
             .get(header::AUTHORIZATION)?
             .to_str()
             .ok()?
-            .strip_prefix("Bearer ")?;
+            .trim()
+            .split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
         let hash = blake3::hash(given.trim().as_bytes());
         self.tokens
             .iter()
@@ -260,12 +309,24 @@ impl Api {
             | (&Method::POST, ["v1", "whatif" | "query" | "why" | "whynot"])
             | (&Method::GET, ["v1", "watch", _])
             | (&Method::GET, ["metrics"]) => Some(Scope::Read),
-            _ => {
-                return error(
-                    StatusCode::NOT_FOUND,
+            (_, segments) => {
+                let allowed = allowed_methods(segments);
+                if allowed.is_empty() {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        output,
+                        format!("no endpoint {method} {path}; see the README for the API"),
+                    );
+                }
+                let mut response = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
                     output,
-                    format!("no endpoint {method} {path}; see the README for the API"),
+                    format!("{path} takes {}, not {method}", allowed.join(" or ")),
                 );
+                if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+                return response;
             }
         };
         if let Some(needed) = needed {
@@ -403,6 +464,15 @@ impl Api {
                 StatusCode::NOT_FOUND,
                 format,
                 format!("unknown relation `{view}`"),
+            );
+        }
+        if !self.views.iter().any(|name| name == view) {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format,
+                format!(
+                    "`{view}` is not a view (an `.output` relation): its changes are not watched; query it instead"
+                ),
             );
         }
         let from = request
