@@ -195,7 +195,8 @@ fn refused(format: Format, refusal: Refusal) -> Response<Body> {
 fn allowed_methods(segments: &[&str]) -> Vec<&'static str> {
     match segments {
         ["v1", "health" | "relations" | "program" | "watch", ..] | ["metrics"] => vec!["GET"],
-        ["v1", "transactions" | "whatif" | "query" | "why" | "whynot"] | ["v1", "admin", "compact"] => {
+        ["v1", "transactions" | "whatif" | "query" | "why" | "whynot"]
+        | ["v1", "admin", "compact"] => {
             vec!["POST"]
         }
         _ => Vec::new(),
@@ -259,8 +260,7 @@ async fn decode<T: DeserializeOwned>(
             let mut body = serde_json::Deserializer::from_slice(&bytes);
             let value = serde_path_to_error::deserialize(&mut body)
                 .map_err(|e| located(e.path().to_string(), e.inner().to_string()))?;
-            body.end()
-                .map_err(|e| located(".".into(), e.to_string()))?;
+            body.end().map_err(|e| located(".".into(), e.to_string()))?;
             Ok(value)
         }
         Format::MessagePack => {
