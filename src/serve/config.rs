@@ -12,6 +12,13 @@
 //! simulate = false                 # play a day of the sample house (facts must be the sample)
 //! simulation_speed = 240           # simulated seconds per second; 0: as fast as possible
 //!
+//! [approvals]                      # decision links for actions that need a person
+//! secret = "another long random string"
+//! public_url = "http://vigil.lan:7070"   # what the phone reaches; default http://LISTEN
+//! ttl_s = 3600
+//! ntfy_url = "http://ntfy.lan/"    # optional: announce each request with Approve/Deny
+//! ntfy_topic = "vigil"
+//!
 //! [[token]]
 //! name = "grafana"
 //! secret = "a long random string"
@@ -77,6 +84,9 @@ pub struct Config {
     pub simulation_speed: f64,
     #[serde(rename = "token")]
     pub tokens: Vec<Token>,
+    /// Human-in-the-loop approvals: signed decision links, ntfy notifications.
+    #[serde(default)]
+    pub approvals: Option<super::approvals::Settings>,
 }
 
 impl Default for Config {
@@ -94,6 +104,7 @@ impl Default for Config {
             simulate: true,
             simulation_speed: 240.0,
             tokens: Vec::new(),
+            approvals: None,
         }
     }
 }

@@ -12,6 +12,8 @@
 //! | `POST /v1/query` | read | `{"query": "placement(W, \"pve\")"}`: the matching rows |
 //! | `POST /v1/why`, `POST /v1/whynot` | read | `{"atom": "shed(\"sdxl\")"}`: the explanation |
 //! | `GET /v1/watch/VIEW?from=T` | read | server-sent events: the view's change sets after logical time T |
+//! | `GET /v1/approvals` | approve | the approval requests waiting, with their decision links |
+//! | `POST /v1/approvals/decide?token=T` | the token | a decision link: a valid one commits its `approval` fact |
 //! | `POST /v1/admin/compact` | admin | snapshot the state and truncate the journal |
 //! | `GET /metrics` | read | Prometheus text format |
 //!
@@ -19,6 +21,7 @@
 //! declares none); `?changes=all` on `/v1/transactions` and `/v1/whatif` shows every relation,
 //! as `vigil repl` does.
 
+use super::approvals::{self, Desk};
 use super::config::{Config, Scope};
 use super::core::{Changes, Core, Refusal};
 use http_body_util::{BodyExt, Full, Limited};
@@ -67,6 +70,8 @@ pub struct Api {
     relations: Vec<String>,
     /// The relations whose changes the feed carries.
     views: Vec<String>,
+    /// Approval requests and their decision links, if approvals are on.
+    desk: Option<Arc<Desk>>,
     relation_info: serde_json::Value,
     /// What `GET /v1/program` answers.
     schema: crate::repl::schema::Schema,
@@ -78,6 +83,7 @@ impl Api {
         config: Config,
         shutdown: watch::Receiver<bool>,
         program: &vigil_engine::ir::Program,
+        desk: Option<Arc<Desk>>,
     ) -> Api {
         let tokens = config
             .tokens
@@ -115,6 +121,7 @@ impl Api {
             shutdown,
             relations,
             views,
+            desk,
             relation_info,
             schema: crate::repl::schema::Schema::of(program),
         }
@@ -194,7 +201,10 @@ fn refused(format: Format, refusal: Refusal) -> Response<Body> {
 /// The methods an endpoint takes, none if there is no such endpoint.
 fn allowed_methods(segments: &[&str]) -> Vec<&'static str> {
     match segments {
-        ["v1", "health" | "relations" | "program" | "watch", ..] | ["metrics"] => vec!["GET"],
+        ["v1", "health" | "relations" | "program" | "watch", ..]
+        | ["v1", "approvals"]
+        | ["metrics"] => vec!["GET"],
+        ["v1", "approvals", "decide"] => vec!["POST"],
         ["v1", "transactions" | "whatif" | "query" | "why" | "whynot"]
         | ["v1", "admin", "compact"] => {
             vec!["POST"]
@@ -303,6 +313,9 @@ impl Api {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let needed = match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "health"]) => None,
+            // The signed token is the credential: a phone's notification button has no other.
+            (&Method::POST, ["v1", "approvals", "decide"]) => None,
+            (&Method::GET, ["v1", "approvals"]) => Some(Scope::Approve),
             (&Method::POST, ["v1", "transactions"]) => Some(Scope::Ingest),
             (&Method::POST, ["v1", "admin", "compact"]) => Some(Scope::Admin),
             (&Method::GET, ["v1", "relations" | "program"])
@@ -358,6 +371,55 @@ impl Api {
             Err(message) => return error(StatusCode::BAD_REQUEST, output, message),
         };
         match (&method, segments.as_slice()) {
+            (&Method::GET, ["v1", "approvals"]) => match &self.desk {
+                Some(desk) => respond(StatusCode::OK, output, &desk.pending()),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    output,
+                    "approvals are off: configure `[approvals]`",
+                ),
+            },
+            (&Method::POST, ["v1", "approvals", "decide"]) => {
+                let Some(desk) = &self.desk else {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        output,
+                        "approvals are off: configure `[approvals]`",
+                    );
+                };
+                let token = request.uri().query().and_then(|query| {
+                    query
+                        .split('&')
+                        .find_map(|pair| pair.strip_prefix("token="))
+                });
+                let Some(token) = token else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        output,
+                        "`token` is missing: POST /v1/approvals/decide?token=...",
+                    );
+                };
+                let now = match self.core.status().await {
+                    Ok(status) => status.now,
+                    Err(refusal) => return refused(output, refusal),
+                };
+                match desk.decide(&self.core, token, now).await {
+                    Ok(answer) => {
+                        let status = StatusCode::from_u16(approvals::status(answer.record.outcome))
+                            .unwrap_or(StatusCode::BAD_REQUEST);
+                        let mut body =
+                            serde_json::to_value(&answer.record).unwrap_or(serde_json::Value::Null);
+                        if let Some(time) = answer.committed {
+                            body["committed"] = time.into();
+                        }
+                        if !status.is_success() {
+                            body["error"] = body["reason"].clone();
+                        }
+                        respond(status, output, &body)
+                    }
+                    Err(refusal) => refused(output, refusal),
+                }
+            }
             (&Method::GET, ["v1", "health"]) => match self.core.status().await {
                 Ok(status) => respond(
                     StatusCode::OK,

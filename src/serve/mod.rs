@@ -6,6 +6,7 @@
 //! listener, let every request in flight finish (a transaction that reached the engine is
 //! journaled and acknowledged), end the watch streams, and exit.
 
+mod approvals;
 mod config;
 mod core;
 mod http;
@@ -102,7 +103,18 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             workers: config.workers,
         },
     )?;
-    let observer = decision_log(&program);
+    // Approvals: configured, or (the sample house without a config) with a key of this run.
+    let settings = match (&config.approvals, &args.config) {
+        (Some(settings), _) => Some(settings.clone()),
+        (None, None) => Some(approvals::Settings::ephemeral()?),
+        (None, Some(_)) => None,
+    };
+    let desk = match &settings {
+        Some(settings) => Some(approvals::Desk::new(settings, &config.data_dir)?),
+        None => None,
+    };
+    let (awaiting, awaiting_rows) = tokio::sync::mpsc::unbounded_channel();
+    let observer = decision_log(&program, desk.is_some().then_some(awaiting));
     let core = core::Core::start(core::Start {
         wall_clock: config.clock == config::Clock::Wall,
         // A new data directory starts from nothing; the facts become its first journaled
@@ -129,7 +141,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         if fresh && let Some(dir) = &config.facts {
             load_initial_facts(&core, &program, dir).await?;
         }
-        run(core, config, &program).await
+        run(core, config, &program, desk, awaiting_rows).await
     });
     if let Some(dir) = &scratch {
         let _ = std::fs::remove_dir_all(dir);
@@ -185,7 +197,10 @@ async fn load_initial_facts(
 /// Prints each decision as it is made: the rows that appear in and leave a view named
 /// `action` (id, kind, target, reason), if the program has one, and those that wait for a
 /// person in `awaiting_approval` (id, kind, target, reason). Times are UTC.
-fn decision_log(program: &vigil_engine::ir::Program) -> Option<core::Observer> {
+fn decision_log(
+    program: &vigil_engine::ir::Program,
+    awaiting: Option<tokio::sync::mpsc::UnboundedSender<approvals::Row>>,
+) -> Option<core::Observer> {
     let action = program.relation("action")?;
     if program.relations[action].arity() != 4 {
         return None;
@@ -209,12 +224,22 @@ fn decision_log(program: &vigil_engine::ir::Program) -> Option<core::Observer> {
             return;
         }
         for (tuple, diff) in changes.of("awaiting_approval") {
-            if let [id, ..] = tuple.as_slice()
-                && diff > 0
-            {
-                println!(
-                    "{at} approval {id}: waits for a person (an `approval` fact: \"{id}\", \"approve\" or \"deny\")"
-                );
+            let text: Vec<String> = tuple.iter().map(ToString::to_string).collect();
+            let [id, kind, target, reason] = text.as_slice() else {
+                continue;
+            };
+            if diff > 0 {
+                println!("{at} approval {id}: waits for a person");
+            }
+            if let Some(awaiting) = &awaiting {
+                let _ = awaiting.send((
+                    id.clone(),
+                    kind.clone(),
+                    target.clone(),
+                    reason.clone(),
+                    diff > 0,
+                    changes.now,
+                ));
             }
         }
     }))
@@ -224,12 +249,24 @@ async fn run(
     core: core::Core,
     config: config::Config,
     program: &vigil_engine::ir::Program,
+    desk: Option<approvals::Desk>,
+    awaiting: tokio::sync::mpsc::UnboundedReceiver<approvals::Row>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     println!("vigil serve: listening on http://{address}");
+    let desk = match desk {
+        Some(mut desk) => {
+            desk.listening(address)?;
+            let desk = Arc::new(desk);
+            let (served, core) = (desk.clone(), core.clone());
+            tokio::spawn(async move { served.run(core, awaiting).await });
+            Some(desk)
+        }
+        None => None,
+    };
     let (stop, stopped) = watch::channel(false);
     let clock = config.clock.clone();
     let (config_simulate, speed) = (config.simulate, config.simulation_speed);
@@ -238,6 +275,7 @@ async fn run(
         config,
         stopped.clone(),
         program,
+        desk,
     ));
     if config_simulate {
         let core = core.clone();
