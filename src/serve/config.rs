@@ -87,6 +87,13 @@ pub struct Config {
     /// Human-in-the-loop approvals: signed decision links, ntfy notifications.
     #[serde(default)]
     pub approvals: Option<super::approvals::Settings>,
+    /// Sources (see `sources.rs`): `[[nut]]`, `[mqtt]`, `[prometheus]`.
+    #[serde(default, rename = "nut")]
+    pub nut: Vec<super::sources::Nut>,
+    #[serde(default)]
+    pub mqtt: Option<vigil_adapters::mqtt::MqttConfig>,
+    #[serde(default)]
+    pub prometheus: Option<vigil_adapters::prometheus::PrometheusConfig>,
 }
 
 impl Default for Config {
@@ -105,6 +112,9 @@ impl Default for Config {
             simulation_speed: 240.0,
             tokens: Vec::new(),
             approvals: None,
+            nut: Vec::new(),
+            mqtt: None,
+            prometheus: None,
         }
     }
 }
@@ -134,7 +144,19 @@ impl Config {
         Ok(config)
     }
 
+    /// The sources to start.
+    pub fn sources(&self) -> super::sources::Sources {
+        super::sources::Sources {
+            nut: self.nut.clone(),
+            mqtt: self.mqtt.clone(),
+            prometheus: self.prometheus.clone(),
+        }
+    }
+
     fn check(&self, path: &Path) -> Result<()> {
+        self.sources()
+            .check()
+            .map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))?;
         if !(self.simulation_speed.is_finite() && self.simulation_speed >= 0.0) {
             bail!(
                 "{}: `simulation_speed` must be a number of seconds, 0 or more",

@@ -20,6 +20,8 @@ pub struct Metrics {
     over: AtomicU64,
     sum_nanos: AtomicU64,
     status: Mutex<Option<Status>>,
+    /// Per source: reports committed, and input dropped as malformed.
+    sources: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
 impl Metrics {
@@ -37,6 +39,17 @@ impl Metrics {
         };
         self.sum_nanos
             .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a source's report committed (`dropped` false) or input it dropped.
+    pub fn source(&self, name: &str, dropped: bool) {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = sources.entry(name.to_string()).or_default();
+        if dropped {
+            counts.1 += 1;
+        } else {
+            counts.0 += 1;
+        }
     }
 
     pub fn set_status(&self, status: Status) {
@@ -80,6 +93,30 @@ impl Metrics {
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "vigil_transaction_seconds_sum {sum}");
         let _ = writeln!(out, "vigil_transaction_seconds_count {cumulative}");
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if !sources.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP vigil_source_reports_total Reports of each source committed.\n# TYPE vigil_source_reports_total counter"
+            );
+            for (name, (reports, _)) in sources.iter() {
+                let _ = writeln!(
+                    out,
+                    "vigil_source_reports_total{{source=\"{name}\"}} {reports}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP vigil_source_dropped_total Malformed input of each source, dropped.\n# TYPE vigil_source_dropped_total counter"
+            );
+            for (name, (_, dropped)) in sources.iter() {
+                let _ = writeln!(
+                    out,
+                    "vigil_source_dropped_total{{source=\"{name}\"}} {dropped}"
+                );
+            }
+        }
+        drop(sources);
         if let Some(status) = &*self.status.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = writeln!(
                 out,

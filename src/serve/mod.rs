@@ -13,6 +13,7 @@ mod http;
 mod journal;
 mod metrics;
 mod sim;
+mod sources;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -269,6 +270,7 @@ async fn run(
     };
     let (stop, stopped) = watch::channel(false);
     let clock = config.clock.clone();
+    config.sources().start(&core, &core.metrics);
     let (config_simulate, speed) = (config.simulate, config.simulation_speed);
     let api = Arc::new(http::Api::new(
         core.clone(),
