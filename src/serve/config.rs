@@ -186,3 +186,25 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TOML blocks of the README's daemon sections, each read as a config.
+    #[test]
+    fn the_readme_examples_are_valid_configs() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("the README");
+        let daemon = &readme[readme.find("## `vigil serve`").expect("the daemon section")..];
+        let mut blocks = 0;
+        for block in daemon.split("```toml\n").skip(1) {
+            let text = &block[..block.find("```").expect("a closed block")];
+            let config: Config =
+                toml::from_str(text).unwrap_or_else(|error| panic!("{error}\nin:\n{text}"));
+            config.sources().check().expect("sources that can start");
+            blocks += 1;
+        }
+        assert!(blocks >= 2, "{blocks} TOML blocks");
+    }
+}
