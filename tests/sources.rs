@@ -109,3 +109,45 @@ fn a_ups_outage_orders_the_emergency_shutdown() {
     drop(ups);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[path = "../adapters/tests/proxmox/fake.rs"]
+#[allow(dead_code)]
+mod fake;
+
+/// `[proxmox]`: the cluster's state, from fakepve (a Proxmox VE API fake) on loopback, over
+/// TLS with its CA, by an API token: the gaming rig comes up and runs a guest that is a
+/// workload of the inventory.
+#[test]
+fn the_proxmox_cluster_state_feeds_the_engine() {
+    let mut pve = fake::Fake::start();
+    pve.add_node("gaming", true);
+    pve.add_ct(200, "photos", "pve1", "running");
+    pve.add_vm(103, "sdxl-batch", "gaming", "running");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("vigil-proxmox-source-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pve-root-ca.pem"), &pve.certificate).unwrap();
+    let config = dir.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nprogram = {:?}\nfacts = {:?}\ndata_dir = \"data\"\nclock = \"event\"\n\n[proxmox]\nhost = \"127.0.0.1\"\nport = {}\ntoken = {:?}\nca_file = \"pve-root-ca.pem\"\ninterval_s = 0.2\n[proxmox.nodes]\npve1 = \"pve\"\n",
+            root.join("rules/homelab.dl"),
+            root.join("fixtures/homelab"),
+            pve.port,
+            pve.token,
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &[]);
+    until(&daemon, "power_state(\"gaming\", S, _)", &["[\"up\"]"]);
+    until(&daemon, "running(\"sdxl-batch\", N)", &["[\"gaming\"]"]);
+    until(
+        &daemon,
+        "member_online(N)",
+        &["[\"gaming\"]", "[\"logic\"]", "[\"pve\"]"],
+    );
+    daemon.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -94,6 +94,8 @@ pub struct Config {
     pub mqtt: Option<vigil_adapters::mqtt::MqttConfig>,
     #[serde(default)]
     pub prometheus: Option<vigil_adapters::prometheus::PrometheusConfig>,
+    #[serde(default)]
+    pub proxmox: Option<super::sources::Proxmox>,
 }
 
 impl Default for Config {
@@ -115,6 +117,7 @@ impl Default for Config {
             nut: Vec::new(),
             mqtt: None,
             prometheus: None,
+            proxmox: None,
         }
     }
 }
@@ -140,6 +143,9 @@ impl Config {
         config.program = base.join(&config.program);
         config.facts = config.facts.map(|facts| base.join(facts));
         config.data_dir = base.join(&config.data_dir);
+        if let Some(proxmox) = &mut config.proxmox {
+            proxmox.ca_file = proxmox.ca_file.as_ref().map(|file| base.join(file));
+        }
         config.check(path)?;
         Ok(config)
     }
@@ -150,6 +156,7 @@ impl Config {
             nut: self.nut.clone(),
             mqtt: self.mqtt.clone(),
             prometheus: self.prometheus.clone(),
+            proxmox: self.proxmox.clone(),
         }
     }
 

@@ -19,6 +19,12 @@
 //! id = "shellyplugs-kitchen"
 //! meter = "house"
 //!
+//! [proxmox]                        # the cluster's state: quorum, nodes online, guests running
+//! host = "pve.lan"
+//! token = "vigil@pve!state=SECRET"  # an API token (Datacenter > Permissions > API Tokens)
+//! fingerprint = "AA:BB:..."        # the certificate's SHA-256, or `ca_file = "pve-root-ca.pem"`
+//! interval_s = 10
+//!
 //! [prometheus]                     # scrapes: see adapters/src/prometheus.rs
 //! [[prometheus.target]]
 //! name = "pve"
@@ -32,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use vigil_adapters::source::Malformed;
-use vigil_adapters::{mqtt, nut, prometheus};
+use vigil_adapters::{mqtt, nut, prometheus, proxmox};
 use vigil_engine::trace::Entry;
 
 /// `[[nut]]`: one UPS.
@@ -91,6 +97,83 @@ impl Nut {
     }
 }
 
+/// `[proxmox]`: the cluster's state, polled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxmox {
+    pub host: String,
+    #[serde(default = "pve_port")]
+    pub port: u16,
+    /// `USER@REALM!TOKENID=SECRET`.
+    pub token: String,
+    /// Trust the certificates this CA (PEM) signed, or exactly the certificate with this
+    /// SHA-256 fingerprint; one of the two.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    #[serde(default = "ten")]
+    pub interval_s: f64,
+    #[serde(default = "sixty")]
+    pub stale_after_s: f64,
+    /// Guests whose name is not the workload's: guest name = workload.
+    #[serde(default)]
+    pub guests: std::collections::BTreeMap<String, String>,
+    /// Proxmox nodes whose name is not the inventory's: Proxmox name = node.
+    #[serde(default)]
+    pub nodes: std::collections::BTreeMap<String, String>,
+}
+
+fn pve_port() -> u16 {
+    8006
+}
+
+fn ten() -> f64 {
+    10.0
+}
+
+impl Proxmox {
+    fn client(&self) -> Result<proxmox::Client, String> {
+        let token = proxmox::ApiToken::parse(&self.token)
+            .map_err(|error| format!("[proxmox] `token`: {error}"))?;
+        let trust = match (&self.ca_file, &self.fingerprint) {
+            (Some(path), None) => {
+                let pem = std::fs::read(path)
+                    .map_err(|error| format!("[proxmox] `ca_file` {}: {error}", path.display()))?;
+                proxmox::Trust::ca_pem(&pem)
+                    .map_err(|error| format!("[proxmox] `ca_file`: {error}"))?
+            }
+            (None, Some(fingerprint)) => proxmox::Trust::pin(fingerprint)
+                .map_err(|error| format!("[proxmox] `fingerprint`: {error}"))?,
+            _ => {
+                return Err(
+                    "[proxmox]: give `ca_file` or `fingerprint` (one of them): whom to trust"
+                        .into(),
+                );
+            }
+        };
+        let mut config = proxmox::Config::new(&self.host, token, trust);
+        config.port = self.port;
+        proxmox::Client::new(config).map_err(|error| format!("[proxmox]: {error}"))
+    }
+
+    fn timing(&self) -> Result<(Duration, Duration), String> {
+        let seconds = |name: &str, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(Duration::from_secs_f64(value))
+            } else {
+                Err(format!(
+                    "[proxmox] `{name}` must be a positive number of seconds"
+                ))
+            }
+        };
+        Ok((
+            seconds("interval_s", self.interval_s)?,
+            seconds("stale_after_s", self.stale_after_s)?,
+        ))
+    }
+}
+
 /// What the config asks the daemon to listen to.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Sources {
@@ -100,6 +183,8 @@ pub struct Sources {
     pub mqtt: Option<mqtt::MqttConfig>,
     #[serde(default)]
     pub prometheus: Option<prometheus::PrometheusConfig>,
+    #[serde(default)]
+    pub proxmox: Option<Proxmox>,
 }
 
 impl Sources {
@@ -107,6 +192,10 @@ impl Sources {
     pub fn check(&self) -> Result<(), String> {
         for ups in &self.nut {
             ups.config()?;
+        }
+        if let Some(proxmox) = &self.proxmox {
+            proxmox.timing()?;
+            proxmox.client()?;
         }
         Ok(())
     }
@@ -158,6 +247,15 @@ impl Sources {
                             retry_in.as_secs_f64()
                         ),
                     }
+                }
+            });
+        }
+        if let Some(settings) = &self.proxmox {
+            let settings = settings.clone();
+            let feed = Feed::new("proxmox", core, metrics);
+            tokio::spawn(async move {
+                if let Err(error) = feed.proxmox(&settings).await {
+                    eprintln!("error: source proxmox: {error}");
                 }
             });
         }
@@ -215,6 +313,54 @@ impl Feed {
                     self.name
                 );
             }
+        }
+    }
+
+    /// Polls the cluster until the daemon stops. Guests are the inventory's workloads by name
+    /// (the `workload` relation), or as `guests` maps them.
+    async fn proxmox(&self, settings: &Proxmox) -> Result<(), String> {
+        let client = settings.client()?;
+        let (interval, stale_after) = settings.timing()?;
+        let workloads = self
+            .core
+            .query("workload(W, _, _, _, _, _)".into())
+            .await
+            .map(|answer| {
+                answer
+                    .rows
+                    .into_iter()
+                    .filter_map(|row| row.into_iter().next().and_then(|field| field.0))
+                    .map(|value| value.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut names = proxmox::Names::same_names(workloads);
+        for (guest, workload) in &settings.guests {
+            names = names.guest(guest, workload);
+        }
+        for (proxmox, node) in &settings.nodes {
+            names = names.node(proxmox, node);
+        }
+        let mut source = proxmox::ClusterSource::new(client, names, interval, stale_after);
+        loop {
+            let now = std::time::Instant::now();
+            let (polled, wait) = source.poll(now).await;
+            match polled {
+                proxmox::cluster::Polled::Report(report) if !report.is_empty() => {
+                    self.commit(report.entry("proxmox: cluster state", None))
+                        .await;
+                }
+                proxmox::cluster::Polled::Report(_) => {}
+                proxmox::cluster::Polled::Malformed(malformed) => self.dropped(&malformed),
+                proxmox::cluster::Polled::Failed(error) => {
+                    eprintln!("warning: source proxmox: {error}");
+                }
+            }
+            if let Some(report) = source.stale(std::time::Instant::now()) {
+                self.commit(report.entry("proxmox: silent; its facts are retracted", None))
+                    .await;
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -47,7 +47,15 @@ impl Fake {
         ));
         let _ = std::fs::remove_dir_all(&directory);
         std::fs::create_dir_all(&directory).expect("a temporary directory");
-        let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proxmox/harness.py");
+        // From the adapters' tests, or from the workspace's.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let harness = [
+            root.join("tests/proxmox/harness.py"),
+            root.join("adapters/tests/proxmox/harness.py"),
+        ]
+        .into_iter()
+        .find(|path| path.exists())
+        .expect("adapters/tests/proxmox/harness.py");
         let python = std::env::var("VIGIL_PYTHON").unwrap_or_else(|_| "python3".into());
         let stderr = std::fs::File::create(directory.join("stderr")).expect("a log file");
         let mut child = Command::new(&python)
