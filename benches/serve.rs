@@ -118,22 +118,8 @@ impl Sizes {
 // ---------------------------------------------------------------------------------------------
 // Workload
 
-/// SplitMix64: a tiny seeded generator, so that every run sends the same transactions.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
+/// SplitMix64, seeded, so that every run sends the same transactions.
+use vigil_homelab::Rng as SplitMix64;
 
 /// The sample house's one-event transactions, as JSON bodies.
 struct Workload {

@@ -32,27 +32,8 @@ acyclic(n) :- node(n), !path(n, n).
 unreached(n) :- node(n), !path(0, n).
 "#;
 
-/// SplitMix64: a small deterministic generator, so that a failing seed can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+/// SplitMix64, seeded, so that a failing seed can be replayed.
+use vigil_homelab::Rng;
 
 /// One transaction of the stream: its event time and its writes.
 #[derive(Clone, Debug, Default)]
@@ -440,7 +421,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_transaction() {
         // Kill after a random delay while transactions stream in, or right after a random
         // transaction's request was written, before its answer is read.
         let address = daemon.address.clone();
-        let stream_rng = Rng(rng.next());
+        let stream_rng = Rng(rng.next_u64());
         let start_model = model.clone();
         let outcome = if rng.chance(50) {
             let delay = Duration::from_micros(rng.below(40_000));

@@ -27,11 +27,13 @@ use crate::house::{
 use std::collections::BTreeMap;
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): one 64-bit state, statistically sound for
-/// sampling, and trivially reproducible.
-struct Rng(u64);
+/// sampling, and trivially reproducible: the seeded generator of houses, and of the tests and
+/// benchmarks that must replay a run from its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -39,22 +41,27 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// A number in `0..n` (`n` must not be 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
     /// A number in `low..=high`. The modulo bias is far below anything a house shows.
-    fn range(&mut self, low: i64, high: i64) -> i64 {
-        low + (self.next() % (high - low + 1) as u64) as i64
+    pub fn range(&mut self, low: i64, high: i64) -> i64 {
+        low + (self.next_u64() % (high - low + 1) as u64) as i64
     }
 
     /// An index below `len` (which must not be 0).
-    fn index(&mut self, len: usize) -> usize {
-        (self.next() % len as u64) as usize
+    pub fn index(&mut self, len: usize) -> usize {
+        (self.next_u64() % len as u64) as usize
     }
 
     /// True `percent` times in a hundred.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.index(items.len())]
     }
 }

@@ -15,5 +15,5 @@ pub mod generate;
 pub mod house;
 pub mod oracle;
 
-pub use generate::generate;
+pub use generate::{Rng, generate};
 pub use house::House;
