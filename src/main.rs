@@ -1,5 +1,6 @@
 //! The `vigil` command line: thin glue over `vigil-engine`.
 
+mod bench;
 mod house;
 mod repl;
 mod replay;
@@ -29,6 +30,8 @@ enum Command {
     House(house::HouseArgs),
     /// The daemon: the engine, its journal, and the HTTP API.
     Serve(serve::ServeArgs),
+    /// Measures rule latency, throughput, load and memory against baselines; writes a report.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Repl(args) => repl::repl(args),
         Command::Serve(args) => serve::serve(args),
         Command::House(args) => house::house(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(code) => code,

@@ -10,7 +10,14 @@
 //! - [`oracle`]: placement, waking and load shedding computed directly from a house with loops
 //!   and sorts, from the policy's stated intent. It shares nothing with the engine's
 //!   evaluation, so that agreement between the two means something.
+//! - [`facts`], [`events`] and [`baseline`]: for the benchmarks (`vigil bench`), a house as input
+//!   facts, a seeded stream of the events a running house reports, and the load-shedding view
+//!   implemented twice more: recomputed from scratch with crepe, and as a hand-written
+//!   differential dataflow.
 
+pub mod baseline;
+pub mod events;
+pub mod facts;
 pub mod generate;
 pub mod house;
 pub mod oracle;
