@@ -744,47 +744,38 @@ impl Simulator {
                     )],
                 )
             }
-            "start" => {
-                let Some(node) = self.first(&format!("placement({target:?}, N)")).await? else {
+            "start" | "stop" | "emergency_stop" | "shed" | "evict" => {
+                let starting = kind == "start";
+                let query = if starting {
+                    format!("placement({target:?}, N)")
+                } else {
+                    format!("running({target:?}, N)")
+                };
+                let Some(node) = self.first(&query).await? else {
                     return Ok(());
                 };
-                let kind = self
+                let guest = self
                     .house
                     .workloads
                     .get(target)
                     .map_or("", |w| w.1.as_str());
-                let command = match kind {
-                    "vm" => format!("Proxmox: POST /nodes/{node}/qemu/{target}/status/start"),
-                    "ct" => format!("Proxmox: POST /nodes/{node}/lxc/{target}/status/start"),
-                    "ray" => format!("Ray: submit {target} to the cluster, on {node}"),
-                    _ => format!("load {target} on {node}"),
+                let (verb, ray, other) = if starting {
+                    ("start", "submit", "load")
+                } else {
+                    ("shutdown", "stop", "unload")
                 };
-                (
-                    command,
-                    30,
-                    vec![Write::Insert("running", vec![text(target), text(&node)])],
-                )
-            }
-            "stop" | "emergency_stop" | "shed" | "evict" => {
-                let Some(node) = self.first(&format!("running({target:?}, N)")).await? else {
-                    return Ok(());
+                let command = match guest {
+                    "vm" => format!("Proxmox: POST /nodes/{node}/qemu/{target}/status/{verb}"),
+                    "ct" => format!("Proxmox: POST /nodes/{node}/lxc/{target}/status/{verb}"),
+                    "ray" => format!("Ray: {ray} {target} on {node}"),
+                    _ => format!("{other} {target} on {node}"),
                 };
-                let kind = self
-                    .house
-                    .workloads
-                    .get(target)
-                    .map_or("", |w| w.1.as_str());
-                let command = match kind {
-                    "vm" => format!("Proxmox: POST /nodes/{node}/qemu/{target}/status/shutdown"),
-                    "ct" => format!("Proxmox: POST /nodes/{node}/lxc/{target}/status/shutdown"),
-                    "ray" => format!("Ray: stop {target} on {node}"),
-                    _ => format!("unload {target} from {node}"),
-                };
-                (
-                    command,
-                    10,
-                    vec![Write::Retract("running", vec![text(target), text(&node)])],
-                )
+                let row = vec![text(target), text(&node)];
+                if starting {
+                    (command, 30, vec![Write::Insert("running", row)])
+                } else {
+                    (command, 10, vec![Write::Retract("running", row)])
+                }
             }
             "ray_start" => (
                 format!("Ray: ray start --address=logic:6379 --num-gpus=1 on {target}"),
