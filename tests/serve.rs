@@ -6,28 +6,12 @@
 #[path = "support/daemon.rs"]
 mod daemon;
 
-use daemon::{Daemon, rows};
+use daemon::{Daemon, PROGRAM, rows};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-const PROGRAM: &str = r#"
-.decl now(t: number)
-.input now(IO=clock)
-.decl edge(a: number, b: number)
-.input edge(IO=stream)
-.decl path(a: number, b: number)
-.output path
-path(a, b) :- edge(a, b).
-path(a, c) :- path(a, b), edge(b, c).
-.decl reading(node: symbol, watts: number, since: number)
-.input reading(IO=stream, key="node", stamp="since")
-.decl hot(n: symbol)
-.output hot
-hot(n) :- reading(n, w, since), w > 80, now(t), t - since >= 60.
-"#;
 
 fn directory(name: &str) -> PathBuf {
     daemon::scratch(name, PROGRAM)

@@ -5,25 +5,9 @@
 #[path = "support/daemon.rs"]
 mod daemon;
 
-use daemon::{Daemon, Response};
+use daemon::{Daemon, PROGRAM, Response};
 use std::io::{Read, Write};
 use std::time::Duration;
-
-const PROGRAM: &str = r#"
-.decl now(t: number)
-.input now(IO=clock)
-.decl edge(a: number, b: number)
-.input edge(IO=stream)
-.decl path(a: number, b: number)
-.output path
-path(a, b) :- edge(a, b).
-path(a, c) :- path(a, b), edge(b, c).
-.decl reading(node: symbol, watts: number, since: number)
-.input reading(IO=stream, key="node", stamp="since")
-.decl hot(n: symbol)
-.output hot
-hot(n) :- reading(n, w, since), w > 80, now(t), t - since >= 60.
-"#;
 
 const TOKENS: &str = r#"
 watch_backlog = 3

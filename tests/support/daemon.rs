@@ -13,6 +13,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+/// The program most daemon tests serve: recursion (`path`), and a keyed, stamped stream whose
+/// view depends on the clock (`hot`).
+pub const PROGRAM: &str = r#"
+.decl now(t: number)
+.input now(IO=clock)
+.decl edge(a: number, b: number)
+.input edge(IO=stream)
+.decl path(a: number, b: number)
+.output path
+path(a, b) :- edge(a, b).
+path(a, c) :- path(a, b), edge(b, c).
+.decl reading(node: symbol, watts: number, since: number)
+.input reading(IO=stream, key="node", stamp="since")
+.decl hot(n: symbol)
+.output hot
+hot(n) :- reading(n, w, since), w > 80, now(t), t - since >= 60.
+"#;
+
 /// A fresh directory under the system's temporary directory, unique to this test process and
 /// `name`, holding `program` as `prog.dl`.
 pub fn scratch(name: &str, program: &str) -> PathBuf {
