@@ -10,7 +10,7 @@
 //! code serves the outer scope (`u64`, one step per transaction) and iterative scopes
 //! (`Product<u64, u64>`).
 
-use super::eval::Evaluator;
+use super::eval::{Compiled, Evaluator};
 use super::plan::{AggregatePlan, Pipeline, Plan, Start, Step};
 use super::row::{Row, RowBuilder};
 use crate::ir::{self, RelationId};
@@ -137,7 +137,7 @@ pub fn build<'s, R: Row>(
                     .pop()
                     .unwrap_or_else(|| env.unit.clone().filter(|_| false))
             } else {
-                differential_dataflow::collection::concatenate(scope, parts).distinct()
+                union(scope, parts).distinct()
             };
             env.relations.insert(relation, collection);
             continue;
@@ -212,8 +212,7 @@ pub fn build<'s, R: Row>(
                 for rule in rules.iter().filter(|rule| rule.head == relation) {
                     parts.push(build_rule(rule, &mut inner_env, interner));
                 }
-                let collection =
-                    differential_dataflow::collection::concatenate(inner, parts).distinct();
+                let collection = union(inner, parts).distinct();
                 variable.set(collection.clone());
                 results.push((relation, collection.leave(scope)));
             }
@@ -226,6 +225,18 @@ pub fn build<'s, R: Row>(
     (0..program.relations.len())
         .map(|relation| env.relation(relation))
         .collect()
+}
+
+/// The union of the parts of a relation: a concatenation only where there is more than one.
+fn union<'s, R: Row, T: Timestamp + Lattice>(
+    scope: Scope<'s, T>,
+    mut parts: Vec<VecCollection<'s, T, R>>,
+) -> VecCollection<'s, T, R> {
+    if parts.len() == 1 {
+        parts.pop().expect("one part")
+    } else {
+        differential_dataflow::collection::concatenate(scope, parts)
+    }
 }
 
 /// Collects what a pipeline reads: joined (relation, columns), negated (relation, columns),
@@ -258,21 +269,242 @@ fn build_rule<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
     env: &mut Env<'s, R, T>,
     interner: &Interner,
 ) -> VecCollection<'s, T, R> {
-    let rows = build_pipeline(&rule.pipeline, env, interner, None);
-    let head = rule.head_args.clone();
-    let evaluator = Evaluator::new(interner.clone());
-    rows.flat_map(move |row: R| {
-        R::try_from_fn(head.len(), |i| evaluator.eval(&head[i], row.words()))
-    })
+    build_pipeline(
+        &rule.pipeline,
+        env,
+        interner,
+        None,
+        Exit::Head(rule.head_args.clone()),
+    )
 }
 
+/// How rows leave a stretch of row-level steps: in the shape the next operator takes.
+#[derive(Clone)]
+enum Exit {
+    /// As they are.
+    Rows,
+    /// Keyed for a join: the words at `row_key`, and the positions the join keeps.
+    Join {
+        row_key: Vec<usize>,
+        keep: Vec<usize>,
+    },
+    /// Keyed for an antijoin: the words at `row_key`, and the row.
+    Antijoin { row_key: Vec<usize> },
+    /// The head of a rule, evaluated (rows where it fails are dropped).
+    Head(Vec<Compiled>),
+}
+
+impl Exit {
+    /// The exit of the stretch that ends at `next` (`None`: the pipeline's end).
+    fn before(next: Option<&Step>, last: &Exit) -> Exit {
+        match next {
+            Some(Step::Join { row_key, keep, .. }) => Exit::Join {
+                row_key: row_key.clone(),
+                keep: keep.clone(),
+            },
+            Some(Step::Antijoin { row_key, .. }) => Exit::Antijoin {
+                row_key: row_key.clone(),
+            },
+            Some(_) => Exit::Rows,
+            None => last.clone(),
+        }
+    }
+
+    fn keyed(&self) -> bool {
+        matches!(self, Exit::Join { .. } | Exit::Antijoin { .. })
+    }
+}
+
+/// The rows that row-level steps make of one row: usually none or one, more after a range.
+struct Emitted<O> {
+    first: Option<O>,
+    rest: Vec<O>,
+}
+
+impl<O> Emitted<O> {
+    fn push(&mut self, item: O) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.rest.push(item);
+        }
+    }
+}
+
+impl<O> IntoIterator for Emitted<O> {
+    type Item = O;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<O>, std::vec::IntoIter<O>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+/// A stretch of row-level steps (filters, assignments, ranges, projections) between two
+/// operators, run inside the closure of the first: one operator per join instead of one per
+/// step, which is most of what a logical time costs in progress tracking.
+struct Stretch {
+    steps: Vec<Step>,
+    evaluator: Evaluator,
+}
+
+impl Stretch {
+    fn new(steps: Vec<Step>, interner: &Interner) -> Stretch {
+        Stretch {
+            steps,
+            evaluator: Evaluator::new(interner.clone()),
+        }
+    }
+
+    /// Runs the steps on `row`, and each row that comes out through `exit`.
+    fn run<R: Row, O>(&mut self, row: R, exit: &impl Fn(&Evaluator, R) -> Option<O>) -> Emitted<O> {
+        let mut emitted = Emitted {
+            first: None,
+            rest: Vec::new(),
+        };
+        run_steps(&self.steps, &mut self.evaluator, row, exit, &mut emitted);
+        emitted
+    }
+}
+
+fn run_steps<R: Row, O>(
+    steps: &[Step],
+    evaluator: &mut Evaluator,
+    row: R,
+    exit: &impl Fn(&Evaluator, R) -> Option<O>,
+    emitted: &mut Emitted<O>,
+) {
+    let Some((step, rest)) = steps.split_first() else {
+        if let Some(out) = exit(evaluator, row) {
+            emitted.push(out);
+        }
+        return;
+    };
+    match step {
+        Step::Filter(condition) => {
+            if evaluator.holds(condition, row.words()) {
+                run_steps(rest, evaluator, row, exit, emitted);
+            }
+        }
+        Step::Assign { at, expr } => {
+            if let Some(word) = evaluator.eval(expr, row.words()) {
+                run_steps(rest, evaluator, row.with(*at, word), exit, emitted);
+            }
+        }
+        Step::Range {
+            at,
+            ty,
+            from,
+            to,
+            step,
+        } => {
+            let words = row.words();
+            let values = match (evaluator.eval(from, words), evaluator.eval(to, words)) {
+                (Some(from), Some(to)) => {
+                    let step = match step {
+                        Some(step) => evaluator.eval(step, words),
+                        None => Some(default_step(*ty, from, to)),
+                    };
+                    step.map(|step| range_values(*ty, from, to, step))
+                        .unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            for word in values {
+                run_steps(rest, evaluator, row.with(*at, word), exit, emitted);
+            }
+        }
+        Step::Project(keep) => run_steps(rest, evaluator, row.project(keep), exit, emitted),
+        Step::Join { .. } | Step::Antijoin { .. } | Step::Aggregate(_) => {
+            unreachable!("a stretch holds only row-level steps")
+        }
+    }
+}
+
+/// Rows between operators: plain, or keyed for the next join or antijoin.
+enum Staged<'s, R: Row, T: Timestamp + Lattice> {
+    Rows(VecCollection<'s, T, R>),
+    Keyed(VecCollection<'s, T, (R, R)>),
+}
+
+impl<'s, R: Row, T: Timestamp + Lattice> Staged<'s, R, T> {
+    fn rows(self) -> VecCollection<'s, T, R> {
+        match self {
+            Staged::Rows(rows) => rows,
+            Staged::Keyed(_) => unreachable!("plain rows were planned here"),
+        }
+    }
+
+    fn keyed(self) -> VecCollection<'s, T, (R, R)> {
+        match self {
+            Staged::Keyed(keyed) => keyed,
+            Staged::Rows(_) => unreachable!("keyed rows were planned here"),
+        }
+    }
+}
+
+/// One function per shape of exit, for the closures of operators.
+fn exit_rows<R: Row>(exit: Exit) -> impl Fn(&Evaluator, R) -> Option<R> + 'static {
+    move |evaluator: &Evaluator, row: R| match &exit {
+        Exit::Head(head) => R::try_from_fn(head.len(), |i| evaluator.eval(&head[i], row.words())),
+        _ => Some(row),
+    }
+}
+
+fn exit_keyed<R: Row>(exit: Exit) -> impl Fn(&Evaluator, R) -> Option<(R, R)> + 'static {
+    move |_: &Evaluator, row: R| match &exit {
+        Exit::Join { row_key, keep } => Some((row.project(row_key), row.project(keep))),
+        Exit::Antijoin { row_key } => Some((row.project(row_key), row)),
+        _ => unreachable!("a keyed exit"),
+    }
+}
+
+/// Runs a stretch and its exit over plain rows, as one operator (none when there is nothing
+/// to do).
+fn stage<'s, R: Row, T: Timestamp + Lattice>(
+    rows: VecCollection<'s, T, R>,
+    mut stretch: Stretch,
+    exit: Exit,
+) -> Staged<'s, R, T> {
+    if exit.keyed() {
+        let exit = exit_keyed(exit);
+        Staged::Keyed(rows.flat_map(move |row: R| stretch.run(row, &exit)))
+    } else if stretch.steps.is_empty() && matches!(exit, Exit::Rows) {
+        Staged::Rows(rows)
+    } else {
+        let exit = exit_rows(exit);
+        Staged::Rows(rows.flat_map(move |row: R| stretch.run(row, &exit)))
+    }
+}
+
+/// Splits steps into the row-level stretch before the first operator, then each operator
+/// (join, antijoin, aggregate) with the stretch after it.
+fn stretches(steps: &[Step]) -> (Vec<Step>, Vec<(&Step, Vec<Step>)>) {
+    let mut first = Vec::new();
+    let mut operators: Vec<(&Step, Vec<Step>)> = Vec::new();
+    for step in steps {
+        match step {
+            Step::Join { .. } | Step::Antijoin { .. } | Step::Aggregate(_) => {
+                operators.push((step, Vec::new()))
+            }
+            _ => match operators.last_mut() {
+                Some((_, stretch)) => stretch.push(step.clone()),
+                None => first.push(step.clone()),
+            },
+        }
+    }
+    (first, operators)
+}
+
+/// Builds a pipeline; its rows leave through `last` (as they are, or as a rule's head).
 fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
     pipeline: &Pipeline,
     env: &mut Env<'s, R, T>,
     interner: &Interner,
     outer: Option<VecCollection<'s, T, R>>,
+    last: Exit,
 ) -> VecCollection<'s, T, R> {
-    let mut rows = match &pipeline.start {
+    let (mut first, operators) = stretches(&pipeline.steps);
+    let rows = match &pipeline.start {
         Start::Unit => env.unit.clone(),
         Start::Outer => outer.expect("an aggregate body starts from its injected bindings"),
         Start::Scan {
@@ -280,105 +512,83 @@ fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
             columns,
             identity,
         } => {
-            let columns = columns.clone();
-            if *identity {
-                // Every column, in order: the tuples are the rows.
-                env.relation(*relation)
-            } else {
-                env.relation(*relation)
-                    .map(move |tuple: R| tuple.project(&columns))
+            if !*identity {
+                first.insert(0, Step::Project(columns.clone()));
             }
+            env.relation(*relation)
         }
     };
-    for step in &pipeline.steps {
-        rows = match step {
+    let next = |index: usize| operators.get(index).map(|(step, _)| *step);
+    let mut staged = stage(
+        rows,
+        Stretch::new(first, interner),
+        Exit::before(next(0), &last),
+    );
+    for (index, (step, stretch)) in operators.iter().enumerate() {
+        let mut stretch = Stretch::new(stretch.clone(), interner);
+        let exit = Exit::before(next(index + 1), &last);
+        staged = match step {
             Step::Join {
                 relation,
-                row_key,
                 columns,
                 keep,
                 take,
+                ..
             } => {
                 let arrangement = env.arrangement(*relation, columns);
-                // The rows are arranged by their key, with only the positions the join keeps:
-                // narrower values, less to arrange.
-                let (row_key, keep) = (row_key.clone(), keep.clone());
+                let keyed = staged.keyed();
                 let kept = keep.len();
-                let keyed = rows.map(move |row: R| (row.project(&row_key), row.project(&keep)));
                 let take = take.clone();
-                let combine = move |_key: &R, row: &R, tuple: &R| {
-                    Some(R::from_fn(kept + take.len(), |i| {
+                let joined = move |row: &R, tuple: &R| {
+                    R::from_fn(kept + take.len(), |i| {
                         if i < kept {
                             row.get(i)
                         } else {
                             tuple.get(take[i - kept])
                         }
-                    }))
+                    })
                 };
-                match arrangement {
-                    Arrangement::Local(arranged) => keyed.join_core(arranged, combine),
-                    Arrangement::Entered(arranged) => keyed.join_core(arranged, combine),
+                // The join's closure runs the stretch after it and keys the rows for the next
+                // operator.
+                if exit.keyed() {
+                    let exit = exit_keyed(exit);
+                    let combine =
+                        move |_key: &R, row: &R, tuple: &R| stretch.run(joined(row, tuple), &exit);
+                    Staged::Keyed(match arrangement {
+                        Arrangement::Local(arranged) => keyed.join_core(arranged, combine),
+                        Arrangement::Entered(arranged) => keyed.join_core(arranged, combine),
+                    })
+                } else {
+                    let exit = exit_rows(exit);
+                    let combine =
+                        move |_key: &R, row: &R, tuple: &R| stretch.run(joined(row, tuple), &exit);
+                    Staged::Rows(match arrangement {
+                        Arrangement::Local(arranged) => keyed.join_core(arranged, combine),
+                        Arrangement::Entered(arranged) => keyed.join_core(arranged, combine),
+                    })
                 }
             }
             Step::Antijoin {
-                relation,
-                row_key,
-                columns,
+                relation, columns, ..
             } => {
                 let projection = env.projection(*relation, columns);
-                let row_key = row_key.clone();
-                rows.map(move |row: R| (row.project(&row_key), row))
-                    .antijoin(projection)
-                    .map(|(_, row)| row)
+                let kept = staged.keyed().antijoin(projection);
+                if exit.keyed() {
+                    let exit = exit_keyed(exit);
+                    Staged::Keyed(kept.flat_map(move |(_, row): (R, R)| stretch.run(row, &exit)))
+                } else {
+                    let exit = exit_rows(exit);
+                    Staged::Rows(kept.flat_map(move |(_, row): (R, R)| stretch.run(row, &exit)))
+                }
             }
-            Step::Filter(condition) => {
-                let condition = condition.clone();
-                let mut evaluator = Evaluator::new(interner.clone());
-                rows.filter(move |row: &R| evaluator.holds(&condition, row.words()))
+            Step::Aggregate(aggregate) => {
+                let rows = build_aggregate(aggregate, staged.rows(), env, interner);
+                stage(rows, stretch, exit)
             }
-            Step::Assign { at, expr } => {
-                let (at, expr) = (*at, expr.clone());
-                let evaluator = Evaluator::new(interner.clone());
-                rows.flat_map(move |row: R| {
-                    evaluator
-                        .eval(&expr, row.words())
-                        .map(|word| row.with(at, word))
-                })
-            }
-            Step::Range {
-                at,
-                ty,
-                from,
-                to,
-                step,
-            } => {
-                let (at, ty) = (*at, *ty);
-                let (from, to, step) = (from.clone(), to.clone(), step.clone());
-                let evaluator = Evaluator::new(interner.clone());
-                rows.flat_map(move |row: R| {
-                    let words = row.words();
-                    let values = match (evaluator.eval(&from, words), evaluator.eval(&to, words)) {
-                        (Some(from), Some(to)) => {
-                            let step = match &step {
-                                Some(step) => evaluator.eval(step, words),
-                                None => Some(default_step(ty, from, to)),
-                            };
-                            step.map(|step| range_values(ty, from, to, step))
-                                .unwrap_or_default()
-                        }
-                        _ => Vec::new(),
-                    };
-                    values.into_iter().map(move |word| row.with(at, word))
-                })
-            }
-            Step::Project(keep) => {
-                let keep = keep.clone();
-                rows.map(move |row: R| row.project(&keep))
-            }
-            Step::Aggregate(aggregate) => build_aggregate(aggregate, rows, env, interner),
+            _ => unreachable!("operators only"),
         };
     }
-    rows
+    staged.rows()
 }
 
 fn build_aggregate<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
@@ -394,7 +604,13 @@ fn build_aggregate<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
             .map(move |row: R| row.project(&keys))
             .distinct()
     };
-    let body = build_pipeline(&aggregate.body, env, interner, Some(groups.clone()));
+    let body = build_pipeline(
+        &aggregate.body,
+        env,
+        interner,
+        Some(groups.clone()),
+        Exit::Rows,
+    );
     // Each binding of the body becomes (group, [1, target, locals...]).
     let (body_keys, body_locals, target) = (
         aggregate.body_keys.clone(),

@@ -19,15 +19,16 @@ use super::plan::Plan;
 use super::row::Row;
 use crate::ir::{self, RelationId};
 use crate::value::{Interner, Word};
-use differential_dataflow::AsCollection;
 use differential_dataflow::input::{Input, InputSession};
 use rustc_hash::FxHashSet;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use timely::dataflow::ProbeHandle;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::{Exchange, Input as _, Inspect, Probe};
 
 /// Updates of one transaction: relation, tuple, +1 or -1.
@@ -88,7 +89,7 @@ impl<R: Row> Runtime<R> {
             };
             let Some(receiver) = receiver else { return };
             let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
-            let probe = ProbeHandle::new();
+            let frontier = new_frontier();
             let (mut sessions, mut unit) = construct(
                 worker,
                 &program,
@@ -96,7 +97,7 @@ impl<R: Row> Runtime<R> {
                 &interner,
                 &|_| true,
                 &buffer,
-                &probe,
+                &frontier,
             );
             let mut time: Time = 0;
             let complete = |worker: &mut timely::worker::Worker,
@@ -110,7 +111,7 @@ impl<R: Row> Runtime<R> {
                 }
                 unit.advance_to(*time);
                 unit.flush();
-                worker.step_while(|| probe.less_than(time));
+                worker.step_while(|| before(&frontier, *time));
                 if let Some(reply) = &reply {
                     let mut changes = std::mem::take(&mut *buffer.borrow_mut());
                     consolidate(&mut changes);
@@ -228,9 +229,21 @@ type Sessions<R> = (
     InputSession<Time, R, isize>,
 );
 
+/// The least logical time at which a captured relation may still change (`None`: none will).
+type Frontier = Rc<Cell<Option<Time>>>;
+
+fn new_frontier() -> Frontier {
+    Rc::new(Cell::new(Some(0)))
+}
+
+/// Whether a captured relation may still change at a time before `time`.
+fn before(frontier: &Frontier, time: Time) -> bool {
+    frontier.get().is_some_and(|least| least < time)
+}
+
 /// Builds the program's dataflow in a worker, with an input session per writable relation and
 /// one for the unit row. The changes of every relation that `captured` selects are gathered at
-/// worker 0 into `buffer`, and `probe` follows them.
+/// worker 0 into `buffer`, and `frontier` follows them.
 fn construct<R: Row>(
     worker: &mut timely::worker::Worker,
     program: &ir::Program,
@@ -238,7 +251,7 @@ fn construct<R: Row>(
     interner: &Interner,
     captured: &dyn Fn(RelationId) -> bool,
     buffer: &Rc<RefCell<Updates<R>>>,
-    probe: &ProbeHandle<Time>,
+    frontier: &Frontier,
 ) -> Sessions<R> {
     worker.dataflow::<Time, _, _>(|scope| {
         let (unit_session, unit) = scope.new_collection::<R, isize>();
@@ -252,27 +265,45 @@ fn construct<R: Row>(
             }
         }
         let relations = build::build(scope, program, plan, interner, &collections, unit);
+        // One operator reads every captured relation, and its input frontiers say how far
+        // the whole dataflow has come: one operator instead of an inspection and a probe per
+        // relation, each of which would cost progress tracking at every logical time.
         let peers = scope.peers();
+        let mut builder = OperatorBuilder::new("Capture".to_owned(), scope);
+        let mut inputs = Vec::new();
         for (relation, collection) in relations.into_iter().enumerate() {
             if !captured(relation) {
                 continue;
             }
-            let buffer = buffer.clone();
             // Every change goes to worker 0; with one worker it is there already.
-            let gathered = if peers > 1 {
-                collection.inner.exchange(|_| 0).as_collection()
+            let stream = if peers > 1 {
+                collection.inner.exchange(|_| 0)
             } else {
-                collection
+                collection.inner
             };
-            gathered
-                .inspect_batch(move |_, data| {
-                    let mut buffer = buffer.borrow_mut();
-                    for (row, _, diff) in data.iter() {
-                        buffer.push((relation, row.clone(), *diff));
-                    }
-                })
-                .probe_with(probe);
+            inputs.push((relation, builder.new_input(stream, Pipeline)));
         }
+        if inputs.is_empty() {
+            frontier.set(None);
+        }
+        let (buffer, frontier) = (buffer.clone(), frontier.clone());
+        builder.build(move |_capabilities| {
+            move |frontiers| {
+                let mut buffer = buffer.borrow_mut();
+                for (relation, input) in inputs.iter_mut() {
+                    input.for_each(|_, data| {
+                        for (row, _, diff) in data.iter() {
+                            buffer.push((*relation, row.clone(), *diff));
+                        }
+                    });
+                }
+                let least = frontiers
+                    .iter()
+                    .filter_map(|frontier| frontier.frontier().first().copied())
+                    .min();
+                frontier.set(least);
+            }
+        });
         (sessions, unit_session)
     })
 }
@@ -338,7 +369,7 @@ pub fn run_batch<R: Row>(
         let index = worker.index();
         let peers = worker.peers();
         let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
-        let probe = ProbeHandle::new();
+        let frontier = new_frontier();
         let wanted_relation = |relation: RelationId| wanted.contains(&relation);
         let (mut sessions, mut unit) = construct(
             worker,
@@ -347,7 +378,7 @@ pub fn run_batch<R: Row>(
             &interner,
             &wanted_relation,
             &buffer,
-            &probe,
+            &frontier,
         );
         // A second dataflow gathers every process's symbols at worker 0.
         let symbols_probe = ProbeHandle::new();
@@ -377,7 +408,7 @@ pub fn run_batch<R: Row>(
         }
         drop(sessions);
         drop(unit);
-        worker.step_while(|| !probe.done());
+        worker.step_while(|| frontier.get().is_some());
         if peers > 1 {
             for (id, text) in interner.entries() {
                 symbols.send((id, text.to_string()));
