@@ -10,6 +10,7 @@ pub mod mqtt;
 pub mod nut;
 pub mod prometheus;
 pub mod proxmox;
+pub mod ray;
 pub mod reconcile;
 pub mod source;
 pub mod wol;

@@ -46,15 +46,26 @@
 //!
 //! The client ([`run`]) speaks MQTT 3.1.1 over TCP with rumqttc, with an optional user name
 //! and password, subscribes to its plugs' topics on every connection (the session is clean,
-//! so a broker that restarts has forgotten them), and reconnects with a [`Backoff`]. Without
-//! TLS: rumqttc's `use-rustls` feature is off, so a broker across an untrusted network needs
-//! a TLS tunnel (or that feature).
+//! so a broker that restarts has forgotten them), and reconnects with a [`Backoff`].
+//!
+//! With a `ca_file` the connection is MQTT over TLS (port 8883 by convention), with rustls and
+//! its ring provider: the broker's certificate must chain to that CA (and to nothing else:
+//! the system's roots are not consulted) and name `host` (a DNS name, or an IP address in the
+//! certificate's subject alternative names). A client certificate and its key
+//! (`client_cert_file`, `client_key_file`, PEM; the key PKCS#8, PKCS#1 or SEC1) are presented
+//! to a broker that asks for one (mosquitto's `require_certificate true`). The files are read
+//! once, when the source starts; a file that cannot be read or holds no certificate (or key)
+//! stops the source with a [`MqttError::Config`] that names it.
 
 use crate::source::{Backoff, Malformed, Report, Staleness, number, open, symbol};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter, SubscribeReasonCode,
+    TlsConfiguration, Transport,
+};
 use serde::Deserialize;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
@@ -146,6 +157,12 @@ pub struct MqttConfig {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The CA certificate (PEM) that signed the broker's: given, the connection is TLS.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for a broker that asks for one; needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub client_key_file: Option<PathBuf>,
     /// Seconds between pings when nothing else is sent (at least 1).
     pub keep_alive_s: u64,
     /// Seconds of silence after which a plug's reading is dropped.
@@ -167,6 +184,9 @@ impl Default for MqttConfig {
             client_id: "vigil".into(),
             username: None,
             password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             keep_alive_s: 30,
             stale_after_s: 330.0,
             retry_first_s: 1.0,
@@ -193,6 +213,97 @@ fn seconds(name: &str, value: f64) -> Result<Duration, MqttError> {
                 "`{name}` must be a positive number of seconds, not {value}"
             ))
         })
+}
+
+fn read_pem(field: &str, path: &Path) -> Result<Vec<u8>, MqttError> {
+    std::fs::read(path).map_err(|error| {
+        MqttError::Config(format!(
+            "`{field}` {}: cannot read: {error}",
+            path.display()
+        ))
+    })
+}
+
+/// The TLS settings of the configuration, its files read and checked: `None` without a
+/// `ca_file`.
+pub fn tls(config: &MqttConfig) -> Result<Option<TlsConfiguration>, MqttError> {
+    let Some(ca_file) = &config.ca_file else {
+        if config.client_cert_file.is_some() || config.client_key_file.is_some() {
+            return Err(MqttError::Config(
+                "a client certificate is for TLS, which needs a `ca_file`".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let ca = read_pem("ca_file", ca_file)?;
+    let certificates = |field: &str, path: &Path, pem: &[u8]| {
+        let count = rustls_pemfile::certs(&mut &pem[..])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| {
+                MqttError::Config(format!("`{field}` {}: not PEM: {error}", path.display()))
+            })?
+            .len();
+        if count == 0 {
+            return Err(MqttError::Config(format!(
+                "`{field}` {}: no certificate in it (`-----BEGIN CERTIFICATE-----`)",
+                path.display()
+            )));
+        }
+        Ok(())
+    };
+    certificates("ca_file", ca_file, &ca)?;
+    let client_auth = match (&config.client_cert_file, &config.client_key_file) {
+        (None, None) => None,
+        (Some(cert_file), Some(key_file)) => {
+            let cert = read_pem("client_cert_file", cert_file)?;
+            certificates("client_cert_file", cert_file, &cert)?;
+            let key = read_pem("client_key_file", key_file)?;
+            match rustls_pemfile::private_key(&mut &key[..]) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(MqttError::Config(format!(
+                        "`client_key_file` {}: no private key in it (PKCS#8, PKCS#1 or SEC1 PEM)",
+                        key_file.display()
+                    )));
+                }
+                Err(error) => {
+                    return Err(MqttError::Config(format!(
+                        "`client_key_file` {}: not PEM: {error}",
+                        key_file.display()
+                    )));
+                }
+            }
+            Some((cert, key))
+        }
+        (Some(_), None) => {
+            return Err(MqttError::Config(
+                "a `client_cert_file` needs its `client_key_file`".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(MqttError::Config(
+                "a `client_key_file` needs its `client_cert_file`".into(),
+            ));
+        }
+    };
+    Ok(Some(TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    }))
+}
+
+/// A connection error as the log shows it, with a hint where the cause is usually the
+/// configuration.
+fn reason(error: &rumqttc::ConnectionError) -> String {
+    let text = error.to_string();
+    if text.contains("invalid peer certificate") {
+        format!(
+            "{text} (the broker's certificate is not trusted: is `ca_file` the CA that signed it, for this `host`?)"
+        )
+    } else {
+        text
+    }
 }
 
 /// Where a topic's payload is read for one plug.
@@ -602,6 +713,7 @@ pub async fn run(config: MqttConfig, updates: mpsc::Sender<Update>) -> Result<()
     }
     let mut meters = Meters::new(&config.plugs, stale_after)?;
     let topics = meters.topics();
+    let tls = tls(&config)?;
 
     let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     options
@@ -613,6 +725,9 @@ pub async fn run(config: MqttConfig, updates: mpsc::Sender<Update>) -> Result<()
             username.clone(),
             config.password.clone().unwrap_or_default(),
         );
+    }
+    if let Some(tls) = tls {
+        options.set_transport(Transport::tls_with_config(tls));
     }
 
     let (links, mut link) = mpsc::channel(64);
@@ -721,7 +836,7 @@ async fn connection(
                 let retry_in = backoff.failed();
                 if links
                     .send(Link::Lost {
-                        reason: error.to_string(),
+                        reason: reason(&error),
                         retry_in,
                     })
                     .await
