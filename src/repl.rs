@@ -86,6 +86,8 @@ Commands
   .tick SECONDS         moves the event time (the clock relation, stamps) forward;
                           in a transaction, the time the transaction commits at
   .time                 the logical time (transactions committed) and event time
+  .actions [N]          the last N (10) lines of the daemon's action journal: what
+                          its actuators did (only with --connect)
   .changes [all|outputs]
                         which relations change sets show: every relation (the
                           default), or only the `.output` ones
@@ -736,6 +738,52 @@ impl Session {
                         clock.now.saturating_add(pending.advance)
                     );
                 }
+            }
+            ".actions" => {
+                at_most(1)?;
+                let limit = match arguments.first() {
+                    Some((text, span)) => match text.parse::<usize>() {
+                        Ok(limit) if limit > 0 => limit,
+                        _ => {
+                            return Err(Failure::at(
+                                span.clone(),
+                                format!(
+                                    "`.actions` takes a number of lines, 1 or more, not `{text}`"
+                                ),
+                            ));
+                        }
+                    },
+                    None => 10,
+                };
+                let actions = self.backend.actions(limit)?;
+                for action in &actions {
+                    let mut line = format!(
+                        "{} {} {} {} {}: {}",
+                        action.seq,
+                        {
+                            // HH:MM:SS, UTC.
+                            let seconds = action.time.rem_euclid(86_400);
+                            format!(
+                                "{:02}:{:02}:{:02}",
+                                seconds / 3600,
+                                seconds / 60 % 60,
+                                seconds % 60
+                            )
+                        },
+                        action.outcome,
+                        action.kind,
+                        action.target,
+                        action.command
+                    );
+                    if action.attempt > 1 {
+                        line.push_str(&format!(" (attempt {})", action.attempt));
+                    }
+                    if !action.reason.is_empty() {
+                        line.push_str(&format!(": {}", action.reason));
+                    }
+                    println!("{line}");
+                }
+                println!("{}", plural(actions.len(), "action"));
             }
             ".changes" => {
                 at_most(1)?;

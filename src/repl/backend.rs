@@ -48,6 +48,24 @@ pub struct Write<'a> {
     pub what_if: bool,
 }
 
+/// One line of a daemon's action journal, as `.actions` prints it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ActionLine {
+    pub seq: u64,
+    /// Seconds since the epoch.
+    pub time: i64,
+    pub kind: String,
+    pub target: String,
+    /// What was (or, dry, would be) sent.
+    #[serde(default)]
+    pub command: String,
+    pub attempt: u32,
+    /// `started`, `succeeded`, `failed`, `gave-up` or `dry-run`.
+    pub outcome: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// The logical time (transactions committed) and the event time, in seconds.
 pub struct Clock {
     pub time: u64,
@@ -84,6 +102,9 @@ pub trait Backend {
     /// The number of rows of every relation, in the program's order.
     fn sizes(&mut self) -> Result<Vec<(String, usize)>, Failure>;
     fn clock(&mut self) -> Result<Clock, Failure>;
+    /// The last `limit` lines of the action journal, oldest first: what the daemon's
+    /// actuators did.
+    fn actions(&mut self, limit: usize) -> Result<Vec<ActionLine>, Failure>;
     /// Why a dot command cannot work on this backend, if it cannot.
     fn unsupported(&self, command: &str) -> Option<String>;
     /// `.load`: replaces the program; says what was loaded.

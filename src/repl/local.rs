@@ -1,6 +1,6 @@
 //! The REPL on an engine in this process: `vigil repl prog.dl -F facts`.
 
-use super::backend::{Backend, Clock, Delta, Rows, Write};
+use super::backend::{ActionLine, Backend, Clock, Delta, Rows, Write};
 use super::schema::Schema;
 use super::{Failure, plural};
 use anyhow::Result;
@@ -169,6 +169,12 @@ impl Backend for Local {
             time: self.engine.time(),
             now: self.engine.now(),
         })
+    }
+
+    fn actions(&mut self, _limit: usize) -> Result<Vec<ActionLine>, Failure> {
+        Err(Failure::whole(
+            "`.actions` shows what a daemon's actuators did, and this session has no daemon: connect to one with `vigil repl --connect http://HOST:PORT`",
+        ))
     }
 
     fn unsupported(&self, _command: &str) -> Option<String> {

@@ -6,7 +6,8 @@
 //! `POST /v1/transactions?changes=all` each (the change set of every relation, as a local
 //! session prints it; `.changes outputs` filters here); `whatif` is `POST /v1/whatif`; `why`
 //! is `POST /v1/why` or `/v1/whynot`; `.decls` and `.rules` read `GET /v1/program` (fetched
-//! once); `.size` reads `GET /v1/relations`; `.time` and `.tick` read `GET /v1/health`. A
+//! once); `.size` reads `GET /v1/relations`; `.time` and `.tick` read `GET /v1/health`; `.actions`
+//! reads `GET /v1/actions`. A
 //! change typed in an open transaction is checked at once with a what-if. Answers are asked
 //! for in MessagePack, which keeps every value's type.
 //!
@@ -22,7 +23,7 @@
 //! with another meaning.
 
 use super::Failure;
-use super::backend::{Backend, Clock, Delta, Rows, Write};
+use super::backend::{ActionLine, Backend, Clock, Delta, Rows, Write};
 use super::schema::Schema;
 use anyhow::{Result, bail};
 use http_body_util::{BodyExt, Full};
@@ -150,6 +151,11 @@ struct WhyBody {
 struct HealthBody {
     time: u64,
     now: i64,
+}
+
+#[derive(Deserialize)]
+struct ActionsBody {
+    actions: Vec<ActionLine>,
 }
 
 #[derive(Deserialize)]
@@ -687,6 +693,13 @@ impl Backend for Remote {
             time: health.time,
             now: health.now,
         })
+    }
+
+    fn actions(&mut self, limit: usize) -> Result<Vec<ActionLine>, Failure> {
+        let answer: ActionsBody = self
+            .call(Method::GET, &format!("/v1/actions?limit={limit}"), None)
+            .map_err(Refusal::whole)?;
+        Ok(answer.actions)
     }
 
     fn unsupported(&self, command: &str) -> Option<String> {

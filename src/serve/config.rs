@@ -19,6 +19,10 @@
 //! ntfy_url = "http://ntfy.lan/"    # optional: announce each request with Approve/Deny
 //! ntfy_topic = "vigil"
 //!
+//! [harvest]                       # artifacts from the edge nodes, in DATA_DIR/harvest
+//! max_artifact_bytes = 107374182400   # optional: the largest artifact an edge may report
+//! idle_timeout_s = 60                 # optional: a silent upload is cut after this long
+//!
 //! [[token]]
 //! name = "grafana"
 //! secret = "a long random string"
@@ -96,6 +100,16 @@ pub struct Config {
     pub prometheus: Option<vigil_adapters::prometheus::PrometheusConfig>,
     #[serde(default)]
     pub proxmox: Option<super::sources::Proxmox>,
+    /// A Ray cluster (`[ray]`, see `adapters/src/ray.rs`): the actuator of `ray_start` and
+    /// `ray_stop`, and the source of `ray_worker`.
+    #[serde(default)]
+    pub ray: Option<vigil_adapters::ray::RayConfig>,
+    /// Actuators (see `actuators.rs`): `[actuators]`, `[actuators.wol]`, `[[actuators.binding]]`.
+    #[serde(default)]
+    pub actuators: super::actuators::Settings,
+    /// Artifact uploads from the edge nodes (`[harvest]`).
+    #[serde(default)]
+    pub harvest: super::harvest::Settings,
 }
 
 impl Default for Config {
@@ -118,6 +132,9 @@ impl Default for Config {
             mqtt: None,
             prometheus: None,
             proxmox: None,
+            ray: None,
+            actuators: Default::default(),
+            harvest: Default::default(),
         }
     }
 }
@@ -146,6 +163,24 @@ impl Config {
         if let Some(proxmox) = &mut config.proxmox {
             proxmox.ca_file = proxmox.ca_file.as_ref().map(|file| base.join(file));
         }
+        config.actuators.located(path, &text);
+        if let Some(ray) = &config.ray
+            && let Err(error) = vigil_adapters::ray::Ray::new(ray.clone())
+        {
+            let message = match error {
+                vigil_adapters::ray::RayError::Config(message) => message,
+                other => other.to_string(),
+            };
+            let place = ray_place(&text, &message)
+                .map(|offset| {
+                    let before = &text[..offset.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+                    format!(":{line}:{column}")
+                })
+                .unwrap_or_default();
+            bail!("{}{place}: [ray] {message}", path.display());
+        }
         config.check(path)?;
         Ok(config)
     }
@@ -157,6 +192,7 @@ impl Config {
             mqtt: self.mqtt.clone(),
             prometheus: self.prometheus.clone(),
             proxmox: self.proxmox.clone(),
+            ray: self.ray.clone(),
         }
     }
 
@@ -170,6 +206,9 @@ impl Config {
                 path.display()
             );
         }
+        self.actuators
+            .check()
+            .map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))?;
         if self.workers == 0 {
             bail!("{}: `workers` must be at least 1", path.display());
         }
@@ -194,6 +233,53 @@ impl Config {
     }
 }
 
+/// Where in the config a `[ray]` error belongs: the value of the key it names (`head`,
+/// `node.gaming.start`, ...), or else the `[ray]` table itself.
+fn ray_place(text: &str, message: &str) -> Option<usize> {
+    use std::collections::BTreeMap;
+    use toml::Spanned;
+    type Keys = BTreeMap<String, Spanned<toml::Value>>;
+    #[derive(Deserialize)]
+    struct File<T> {
+        ray: Option<T>,
+    }
+    #[derive(Deserialize)]
+    struct Nodes {
+        #[serde(default)]
+        node: BTreeMap<String, Keys>,
+    }
+    let keys = toml::from_str::<File<Keys>>(text).ok()?.ray?;
+    let nodes = toml::from_str::<File<Nodes>>(text).ok()?.ray?.node;
+    // The names the message quotes: `head`, `node.gaming.stop_timeout_s`, node `gaming`.
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let node = message
+        .strip_prefix("node `")
+        .and_then(|rest| rest.split('`').next())
+        .or_else(|| {
+            quoted
+                .iter()
+                .find_map(|name| name.strip_prefix("node.")?.split('.').next())
+        });
+    let last = |name: &str| name.rsplit('.').next().unwrap_or(name).to_string();
+    if let Some(node_keys) = node.and_then(|node| nodes.get(node)) {
+        let found = quoted.iter().find_map(|name| node_keys.get(&last(name)));
+        return found
+            .or_else(|| node_keys.values().next())
+            .map(|value| value.span().start);
+    }
+    let found = quoted
+        .iter()
+        .find_map(|name| keys.get(&last(name)))
+        .or_else(|| {
+            message
+                .contains("dashboard `")
+                .then(|| keys.get("dashboard"))?
+        });
+    found
+        .map(|value| value.span().start)
+        .or_else(|| text.find("[ray]"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +299,45 @@ mod tests {
             blocks += 1;
         }
         assert!(blocks >= 2, "{blocks} TOML blocks");
+    }
+
+    /// A `[ray]` that cannot work stops the start, pointing at what is wrong.
+    #[test]
+    fn a_bad_ray_section_is_refused_with_its_place() {
+        let dir = std::env::temp_dir().join(format!("vigil-config-ray-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vigil.toml");
+        let node = "[ray.node.gaming]\nstart = [\"ssh\", \"gaming\", \"ray\", \"start\"]\ndrain = [\"ray\", \"drain-node\", \"--node-id={node_id}\"]\nstop = [\"ssh\", \"gaming\", \"ray\", \"stop\"]\n";
+        for (text, expected) in [
+            (
+                format!("[ray]\nhead = \"logic.lan\"\ndashboard = \"http://logic.lan:8265\"\n{node}"),
+                "vigil.toml:2:8: [ray] `head` must be the GCS address `HOST:PORT`",
+            ),
+            (
+                format!("[ray]\nhead = \"logic.lan:6379\"\ndashboard = \"https://logic.lan:8265\"\n{node}"),
+                "vigil.toml:3:13: [ray] dashboard `https://logic.lan:8265`: only http://",
+            ),
+            (
+                "[ray]\nhead = \"logic.lan:6379\"\ndashboard = \"http://logic.lan:8265\"\n[ray.node.gaming]\nstart = [\"ray\", \"start\", \"--address={heads}\"]\ndrain = [\"x\"]\nstop = [\"x\"]\n".into(),
+                "vigil.toml:5:9: [ray] node `gaming`: `start`: `--address={heads}`: unknown placeholder `{heads}`",
+            ),
+            (
+                format!("[ray]\nhead = \"logic.lan:6379\"\ndashboard = \"http://logic.lan:8265\"\n{node}drain_wait_s = -1\n"),
+                "vigil.toml:8:16: [ray] `node.gaming.drain_wait_s` must be a positive number of seconds",
+            ),
+            (
+                "[ray]\nhead = \"logic.lan:6379\"\ndashboard = \"http://logic.lan:8265\"\ninterval = 5\n".into(),
+                "vigil.toml:4:1: unknown field `interval`",
+            ),
+            (
+                "[ray]\ndashboard = \"http://logic.lan:8265\"\n".into(),
+                "vigil.toml:1:1: missing field `head`",
+            ),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let error = format!("{:#}", Config::read(&path).unwrap_err());
+            assert!(error.contains(expected), "{text}\n{error}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

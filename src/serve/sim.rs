@@ -9,18 +9,24 @@
 //! corrupt on arrival), the evening cooking peak, a game session, a short UPS blip and then an
 //! outage.
 //!
-//! The actuators run dry: each row that appears in the `act` view is printed as the command
-//! Vigil would send (the Wake-on-LAN packet, the Proxmox or Ray call), and the simulated house
-//! answers as the real one would, a little later and through the same input relations (the
-//! node reports `up` after its boot time, the workload reports running). The loop is level
-//! triggered: the `act` view is read every simulated minute, so actions decided through the
-//! API are carried out too, and a restarted daemon picks up where the journal left off.
+//! The actuators run dry: after each of its transactions the simulator drives the actuation
+//! loop ([`Actuation::pass`]), which journals each action of the `act` view as the command
+//! Vigil would send (the Wake-on-LAN packet, the Proxmox call, the command line) and prints
+//! it; the simulated house answers each dry-run record as the real one would, a little later
+//! and through the same input relations (the node reports `up` after its boot time, the
+//! workload reports running). Actions that no actuator binding carries out (the harvest's:
+//! the edge nodes and the archive act on those themselves) are played by the house directly
+//! and printed as such. The loop is level triggered: the `act` view is read every simulated
+//! minute, so actions decided through the API are carried out too, and a restarted daemon
+//! picks up where the journal left off.
 
+use super::actuators::{Actuation, Line};
 use super::core::{Core, Refusal};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use vigil_engine::Value;
 use vigil_engine::trace::{Entry, Field};
 
@@ -236,8 +242,12 @@ pub struct Simulator {
     /// Things due, in time order.
     due: BinaryHeap<Reverse<(i64, u64, Happening)>>,
     sequence: u64,
-    /// The `act` rows carried out, until they leave the view.
+    /// The `act` rows that no actuator carries out, played by the house until they leave
+    /// the view.
     carried_out: BTreeSet<String>,
+    /// The actuation loop, and its journal lines.
+    actuation: Arc<Actuation>,
+    lines: broadcast::Receiver<Line>,
 }
 
 /// `HH:MM:SS` of an event time, UTC.
@@ -252,8 +262,15 @@ pub fn clock(now: i64) -> String {
 }
 
 impl Simulator {
-    pub async fn new(core: Core, speed: f64) -> Result<Simulator, String> {
+    pub async fn new(
+        core: Core,
+        speed: f64,
+        actuation: Arc<Actuation>,
+    ) -> Result<Simulator, String> {
+        let lines = actuation.subscribe();
         let mut simulator = Simulator {
+            actuation,
+            lines,
             core,
             speed,
             house: House {
@@ -665,9 +682,21 @@ impl Simulator {
         Ok(())
     }
 
-    /// Carries out the rows of `act` that are new, dry: prints the command and schedules the
-    /// house's answer.
+    /// Runs the actuation loop, dry, and schedules the house's answer to each dry-run
+    /// record; plays the rows of `act` that no actuator carries out.
     async fn carry_out(&mut self, now: i64) -> Result<(), String> {
+        self.actuation.pass().await;
+        let mut dry = Vec::new();
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) if line.outcome == "dry-run" => dry.push(line),
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        for line in dry {
+            self.actuate(now, &line.kind, &line.target).await?;
+        }
         let acts: BTreeSet<(String, String, String)> = self
             .ask("act(I, K, X)")
             .await?
@@ -677,14 +706,17 @@ impl Simulator {
         self.carried_out
             .retain(|id| acts.iter().any(|(act, _, _)| act == id));
         for (id, kind, target) in acts {
-            if self.carried_out.insert(id) {
-                self.actuate(now, &kind, &target).await?;
+            if self.actuation.carries_out(&id).await || !self.carried_out.insert(id) {
+                continue;
             }
+            let command = self.actuate(now, &kind, &target).await?;
+            println!("{} house    {kind} {target}: {command}", clock(now));
         }
         Ok(())
     }
 
-    async fn actuate(&mut self, now: i64, kind: &str, target: &str) -> Result<(), String> {
+    /// Schedules the house's answer to an action; what it would take, in words.
+    async fn actuate(&mut self, now: i64, kind: &str, target: &str) -> Result<String, String> {
         let (command, answer_in, writes): (String, i64, Vec<Write>) = match kind {
             "wake" => {
                 let mac = self
@@ -752,7 +784,7 @@ impl Simulator {
                     format!("running({target:?}, N)")
                 };
                 let Some(node) = self.first(&query).await? else {
-                    return Ok(());
+                    return Ok(String::new());
                 };
                 let guest = self
                     .house
@@ -789,7 +821,7 @@ impl Simulator {
             ),
             "assign" => {
                 let Some(edge) = self.first(&format!("assign({target:?}, E)")).await? else {
-                    return Ok(());
+                    return Ok(String::new());
                 };
                 (
                     format!("harvest: hand task {target} to {edge}"),
@@ -802,7 +834,7 @@ impl Simulator {
             }
             "reassign" => {
                 let Some(edge) = self.first(&format!("reassign({target:?}, _, E)")).await? else {
-                    return Ok(());
+                    return Ok(String::new());
                 };
                 (
                     format!("harvest: hand task {target} over to {edge}"),
@@ -858,14 +890,13 @@ impl Simulator {
             }
             _ => (format!("{kind} {target}"), 0, Vec::new()),
         };
-        println!("{} dry-run  {kind} {target}: {command}", clock(now));
         if !writes.is_empty() {
             self.schedule(
                 now + answer_in.max(1),
                 Happening::Event(String::new(), writes),
             );
         }
-        Ok(())
+        Ok(command)
     }
 }
 

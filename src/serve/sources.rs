@@ -25,6 +25,11 @@
 //! fingerprint = "AA:BB:..."        # the certificate's SHA-256, or `ca_file = "pve-root-ca.pem"`
 //! interval_s = 10
 //!
+//! [ray]                            # ray_worker, from the dashboard: see adapters/src/ray.rs
+//! head = "logic.lan:6379"
+//! dashboard = "http://logic.lan:8265"
+//! poll_interval_s = 1              # between two reads of the cluster's membership
+//!
 //! [prometheus]                     # scrapes: see adapters/src/prometheus.rs
 //! [[prometheus.target]]
 //! name = "pve"
@@ -34,11 +39,12 @@
 use super::core::{Core, Refusal};
 use super::metrics::Metrics;
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use vigil_adapters::source::Malformed;
-use vigil_adapters::{mqtt, nut, prometheus, proxmox};
+use vigil_adapters::source::{Malformed, Report, Staleness, symbol};
+use vigil_adapters::{mqtt, nut, prometheus, proxmox, ray};
 use vigil_engine::trace::Entry;
 
 /// `[[nut]]`: one UPS.
@@ -174,6 +180,10 @@ impl Proxmox {
     }
 }
 
+/// How long the Ray dashboard may stay silent before the `ray_worker` facts it gave are
+/// retracted.
+pub const RAY_STALE_AFTER: Duration = Duration::from_secs(60);
+
 /// What the config asks the daemon to listen to.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Sources {
@@ -185,6 +195,8 @@ pub struct Sources {
     pub prometheus: Option<prometheus::PrometheusConfig>,
     #[serde(default)]
     pub proxmox: Option<Proxmox>,
+    #[serde(default)]
+    pub ray: Option<ray::RayConfig>,
 }
 
 impl Sources {
@@ -196,6 +208,9 @@ impl Sources {
         if let Some(proxmox) = &self.proxmox {
             proxmox.timing()?;
             proxmox.client()?;
+        }
+        if let Some(config) = &self.ray {
+            ray::Ray::new(config.clone()).map_err(|error| format!("[ray] {error}"))?;
         }
         Ok(())
     }
@@ -256,6 +271,15 @@ impl Sources {
             tokio::spawn(async move {
                 if let Err(error) = feed.proxmox(&settings).await {
                     eprintln!("error: source proxmox: {error}");
+                }
+            });
+        }
+        if let Some(config) = &self.ray {
+            let config = config.clone();
+            let feed = Feed::new("ray", core, metrics);
+            tokio::spawn(async move {
+                if let Err(error) = feed.ray(config).await {
+                    eprintln!("error: source ray: {error}");
                 }
             });
         }
@@ -361,6 +385,89 @@ impl Feed {
                     .await;
             }
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Reads the Ray cluster's membership every `poll_interval_s` until the daemon stops, and
+    /// commits the difference between it and the engine's `ray_worker` facts: level-triggered
+    /// on what Ray really has, whoever started or stopped the worker (a restart, a report
+    /// the engine refused, a fact typed in by hand are all set right at the next look).
+    /// While the dashboard does not answer the facts are kept, for [`RAY_STALE_AFTER`] (or
+    /// three polls, if longer), and then retracted: a cluster nobody can see is not one to
+    /// count on.
+    async fn ray(&self, config: ray::RayConfig) -> Result<(), String> {
+        let cluster = ray::Ray::new(config.clone()).map_err(|error| format!("[ray] {error}"))?;
+        let interval = Duration::from_secs_f64(config.poll_interval_s);
+        self.ray_workers().await?;
+        let mut staleness = Staleness::new(RAY_STALE_AFTER.max(interval * 3));
+        staleness.heard(Instant::now());
+        // The last failure logged: a dashboard that stays down is logged once, not each poll.
+        let mut failing: Option<String> = None;
+        let mut warned: Option<String> = None;
+        loop {
+            match cluster.members().await {
+                Ok(members) => {
+                    staleness.heard(Instant::now());
+                    if failing.take().is_some() {
+                        eprintln!("source ray: the dashboard answers again");
+                    }
+                    if members.warning != warned {
+                        if let Some(warning) = &members.warning {
+                            eprintln!("warning: source ray: {warning}");
+                        }
+                        warned = members.warning.clone();
+                    }
+                    match self.ray_workers().await {
+                        Ok(reported) => {
+                            let report = members.report(&reported);
+                            if !report.is_empty() {
+                                self.commit(report.entry("ray: cluster membership", None))
+                                    .await;
+                            }
+                        }
+                        Err(message) => eprintln!("error: source ray: {message}"),
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    if failing.as_ref() != Some(&message) {
+                        eprintln!("warning: source ray: {message}");
+                        failing = Some(message);
+                    }
+                    if staleness.turned_stale(Instant::now())
+                        && let Ok(reported) = self.ray_workers().await
+                        && !reported.is_empty()
+                    {
+                        let mut report = Report::default();
+                        for node in reported {
+                            report.retract(ray::RELATION, vec![symbol(&node)]);
+                        }
+                        self.commit(report.entry(
+                            "ray: the dashboard is silent; its workers are retracted",
+                            None,
+                        ))
+                        .await;
+                    }
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// The nodes the engine holds a `ray_worker` fact of.
+    async fn ray_workers(&self) -> Result<BTreeSet<String>, String> {
+        let query = format!("{}(Node)", ray::RELATION);
+        match self.core.query(query).await {
+            Ok(answer) => Ok(answer
+                .rows
+                .into_iter()
+                .filter_map(|row| row.into_iter().next().and_then(|field| field.0))
+                .map(|value| value.to_string())
+                .collect()),
+            Err(Refusal::Invalid(message) | Refusal::Failed(message)) => Err(format!(
+                "the program has no `{}(node)` input to report to: {message}",
+                ray::RELATION
+            )),
         }
     }
 
