@@ -1,6 +1,7 @@
 //! The `vigil` command line: thin glue over `vigil-engine`.
 
 mod bench;
+mod edge;
 mod house;
 mod repl;
 mod replay;
@@ -32,6 +33,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measures rule latency, throughput, load and memory against baselines; writes a report.
     Bench(bench::BenchArgs),
+    /// The edge nodes' client: hashes, reports and uploads harvested artifacts, resuming cut uploads.
+    Edge(edge::EdgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::House(args) => house::house(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Edge(args) => edge::edge(args),
     };
     match result {
         Ok(code) => code,
