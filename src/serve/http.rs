@@ -12,10 +12,15 @@
 //! | `POST /v1/query` | read | `{"query": "placement(W, \"pve\")"}`: the matching rows |
 //! | `POST /v1/why`, `POST /v1/whynot` | read | `{"atom": "shed(\"sdxl\")"}`: the explanation |
 //! | `GET /v1/watch/VIEW?from=T` | read | server-sent events: the view's change sets after logical time T |
+//! | `GET /v1/actions?since=SEQ&limit=N` | read | the action journal: what the actuators did, oldest first |
 //! | `GET /v1/approvals` | approve | the approval requests waiting, with their decision links |
 //! | `POST /v1/approvals/decide?token=T` | the token | a decision link: a valid one commits its `approval` fact |
+//! | `POST /v1/harvest/reports` | ingest | an edge's artifact report: commits `artifact_report` |
+//! | `GET`/`HEAD`/`PUT /v1/harvest/uploads/SOURCE/VERSION` | ingest | how far an upload got; its bytes, streamed (see `harvest.rs`) |
 //! | `POST /v1/admin/compact` | admin | snapshot the state and truncate the journal |
 //! | `GET /metrics` | read | Prometheus text format |
+//! | `GET /dashboard` | none | the dashboard page and its assets (`/` redirects there); it holds no data |
+//! | `GET /v1/dashboard/state`, `history`, `watch?from=T` | read | what the dashboard shows: the state, the power history and recent decisions, and their stream |
 //!
 //! A change set shows the views (the `.output` relations, or every relation of a program that
 //! declares none); `?changes=all` on `/v1/transactions` and `/v1/whatif` shows every relation,
@@ -35,6 +40,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, watch};
 use vigil_engine::trace::Entry;
+
+/// A response of server-sent events, each sent on `receiver`.
+pub fn event_stream(receiver: mpsc::Receiver<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Body::Events(receiver));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
 
 /// A response body: whole, or a stream of server-sent events.
 pub enum Body {
@@ -75,6 +92,10 @@ pub struct Api {
     relation_info: serde_json::Value,
     /// What `GET /v1/program` answers.
     schema: crate::repl::schema::Schema,
+    /// Artifact reports and uploads (`/v1/harvest/...`).
+    pub harvest: super::harvest::Harvest,
+    /// What the dashboard shows, if the daemon keeps it.
+    dashboard: Option<Arc<super::dashboard::Board>>,
 }
 
 impl Api {
@@ -114,6 +135,7 @@ impl Api {
                 })
                 .collect(),
         );
+        let harvest = super::harvest::Harvest::new(&config.data_dir, &config.harvest, program);
         Api {
             core,
             config,
@@ -124,7 +146,15 @@ impl Api {
             desk,
             relation_info,
             schema: crate::repl::schema::Schema::of(program),
+            harvest,
+            dashboard: None,
         }
+    }
+
+    /// Serves the dashboard of `board`.
+    pub fn with_dashboard(mut self, board: Arc<super::dashboard::Board>) -> Api {
+        self.dashboard = Some(board);
+        self
     }
 }
 
@@ -202,9 +232,15 @@ fn refused(format: Format, refusal: Refusal) -> Response<Body> {
 fn allowed_methods(segments: &[&str]) -> Vec<&'static str> {
     match segments {
         ["v1", "health" | "relations" | "program" | "watch", ..]
+        | ["v1", "dashboard", ..]
+        | [""]
+        | ["dashboard", ..]
         | ["v1", "approvals"]
-        | ["metrics"] => vec!["GET"],
+        | ["metrics"]
+        | ["v1", "actions"] => vec!["GET"],
         ["v1", "approvals", "decide"] => vec!["POST"],
+        ["v1", "harvest", "reports"] => vec!["POST"],
+        ["v1", "harvest", "uploads", _, _] => vec!["GET", "HEAD", "PUT"],
         ["v1", "transactions" | "whatif" | "query" | "why" | "whynot"]
         | ["v1", "admin", "compact"] => {
             vec!["POST"]
@@ -313,15 +349,22 @@ impl Api {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let needed = match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "health"]) => None,
+            (&Method::GET, [""] | ["dashboard", ..]) => return super::dashboard::page(&path),
+            (&Method::GET, ["v1", "dashboard", _]) => Some(Scope::Read),
             // The signed token is the credential: a phone's notification button has no other.
             (&Method::POST, ["v1", "approvals", "decide"]) => None,
             (&Method::GET, ["v1", "approvals"]) => Some(Scope::Approve),
             (&Method::POST, ["v1", "transactions"]) => Some(Scope::Ingest),
+            (&Method::POST, ["v1", "harvest", "reports"])
+            | (&Method::GET | &Method::HEAD | &Method::PUT, ["v1", "harvest", "uploads", _, _]) => {
+                Some(Scope::Ingest)
+            }
             (&Method::POST, ["v1", "admin", "compact"]) => Some(Scope::Admin),
             (&Method::GET, ["v1", "relations" | "program"])
             | (&Method::POST, ["v1", "whatif" | "query" | "why" | "whynot"])
             | (&Method::GET, ["v1", "watch", _])
-            | (&Method::GET, ["metrics"]) => Some(Scope::Read),
+            | (&Method::GET, ["metrics"])
+            | (&Method::GET, ["v1", "actions"]) => Some(Scope::Read),
             (_, segments) => {
                 let allowed = allowed_methods(segments);
                 if allowed.is_empty() {
@@ -455,6 +498,20 @@ impl Api {
                     Err(refusal) => refused(output, refusal),
                 }
             }
+            (&Method::GET, ["v1", "actions"]) => {
+                let (since, limit) = match super::actuators::journal_query(request.uri().query()) {
+                    Ok(parameters) => parameters,
+                    Err(message) => return error(StatusCode::BAD_REQUEST, output, message),
+                };
+                match super::actuators::read_journal(&self.config.data_dir, since, limit) {
+                    Ok(actions) => respond(
+                        StatusCode::OK,
+                        output,
+                        &serde_json::json!({ "actions": actions }),
+                    ),
+                    Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, output, message),
+                }
+            }
             (&Method::GET, ["v1", "relations"]) => match self.core.sizes().await {
                 Ok(sizes) => {
                     let mut info = self.relation_info.clone();
@@ -500,6 +557,23 @@ impl Api {
                 }
             }
             (&Method::GET, ["v1", "watch", view]) => self.watch(&request, view, output),
+            (_, ["v1", "harvest", ..]) => super::harvest::handle(&self, request).await,
+            (&Method::GET, ["v1", "dashboard", what]) => match &self.dashboard {
+                Some(board) => board.serve(
+                    what,
+                    request.uri().query(),
+                    request
+                        .headers()
+                        .get("last-event-id")
+                        .and_then(|v| v.to_str().ok()),
+                    self.shutdown.clone(),
+                ),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    output,
+                    "this daemon keeps no dashboard",
+                ),
+            },
             (&Method::POST, ["v1", "admin", "compact"]) => match self.core.compact().await {
                 Ok(status) => respond(StatusCode::OK, output, &status),
                 Err(refusal) => refused(output, refusal),
@@ -618,13 +692,6 @@ impl Api {
                 }
             }
         });
-        let mut response = Response::new(Body::Events(receiver));
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        response
+        event_stream(receiver)
     }
 }

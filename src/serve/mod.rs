@@ -6,9 +6,12 @@
 //! listener, let every request in flight finish (a transaction that reached the engine is
 //! journaled and acknowledged), end the watch streams, and exit.
 
+mod actuators;
 mod approvals;
 mod config;
 mod core;
+mod dashboard;
+mod harvest;
 mod http;
 mod journal;
 mod metrics;
@@ -94,6 +97,8 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let Some(program) = crate::run::compile(&config.program) else {
         return Ok(ExitCode::FAILURE);
     };
+    // Bindings that name what the program lacks stop the start, before anything runs.
+    actuators::Plan::new(&config.actuators, &program, config.proxmox.clone())?;
     let store = journal::Store {
         dir: config.data_dir.clone(),
     };
@@ -116,6 +121,8 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let (awaiting, awaiting_rows) = tokio::sync::mpsc::unbounded_channel();
     let observer = decision_log(&program, desk.is_some().then_some(awaiting));
+    let board = Arc::new(dashboard::Board::new(&program));
+    let observer = dashboard::alongside(observer, board.clone());
     let core = core::Core::start(core::Start {
         wall_clock: config.clock == config::Clock::Wall,
         // A new data directory starts from nothing; the facts become its first journaled
@@ -142,7 +149,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         if fresh && let Some(dir) = &config.facts {
             load_initial_facts(&core, &program, dir).await?;
         }
-        run(core, config, &program, desk, awaiting_rows).await
+        run(core, config, &program, desk, awaiting_rows, board).await
     });
     if let Some(dir) = &scratch {
         let _ = std::fs::remove_dir_all(dir);
@@ -252,12 +259,14 @@ async fn run(
     program: &vigil_engine::ir::Program,
     desk: Option<approvals::Desk>,
     awaiting: tokio::sync::mpsc::UnboundedReceiver<approvals::Row>,
+    board: Arc<dashboard::Board>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     println!("vigil serve: listening on http://{address}");
+    println!("vigil serve: the dashboard is at http://{address}/dashboard/");
     let desk = match desk {
         Some(mut desk) => {
             desk.listening(address)?;
@@ -271,19 +280,28 @@ async fn run(
     let (stop, stopped) = watch::channel(false);
     let clock = config.clock.clone();
     config.sources().start(&core, &core.metrics);
-    let (config_simulate, speed) = (config.simulate, config.simulation_speed);
-    let api = Arc::new(http::Api::new(
+    let mut plan = actuators::Plan::new(&config.actuators, program, config.proxmox.clone())?
+        .with_ray(config.ray.clone());
+    if config.simulate {
+        // The simulated house is not the real one: nothing is sent to it.
+        plan.force_dry_run();
+    }
+    let actuation = Arc::new(actuators::Actuation::new(
         core.clone(),
-        config,
-        stopped.clone(),
-        program,
-        desk,
-    ));
+        plan,
+        &config.data_dir,
+        config.simulate,
+    )?);
+    tokio::spawn(actuation.clone().run(stopped.clone()));
+    let (config_simulate, speed) = (config.simulate, config.simulation_speed);
+    let api = Arc::new(
+        http::Api::new(core.clone(), config, stopped.clone(), program, desk).with_dashboard(board),
+    );
     if config_simulate {
         let core = core.clone();
         let stopped = stopped.clone();
         tokio::spawn(async move {
-            let outcome = match sim::Simulator::new(core, speed).await {
+            let outcome = match sim::Simulator::new(core, speed, actuation).await {
                 Ok(simulator) => simulator.run(stopped).await,
                 Err(error) => Err(error),
             };
