@@ -80,18 +80,6 @@ fn transact(daemon: &Daemon, body: &str) {
     assert_eq!(status, 200, "{answer}");
 }
 
-fn rows(daemon: &Daemon, query: &str) -> Vec<String> {
-    let body = serde_json::json!({ "query": query }).to_string();
-    let (status, answer) = daemon.json("POST", "/v1/query", &body);
-    assert_eq!(status, 200, "{answer}");
-    answer["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
-}
-
 /// The action journal, through the API.
 fn journal(daemon: &Daemon) -> Vec<serde_json::Value> {
     let (status, answer) = daemon.json("GET", "/v1/actions", "");
@@ -151,7 +139,7 @@ fn a_needed_node_is_woken_until_it_is_up_and_the_wake_is_journaled() {
         ),
     );
     let daemon = Daemon::start(&config, &[]);
-    assert!(rows(&daemon, "act(I, \"wake\", X)").is_empty());
+    assert!(daemon.query("act(I, \"wake\", X)").is_empty());
 
     // Heavy work is asked for: it is placed on the sleeping gaming rig, which must wake.
     transact(
@@ -194,7 +182,7 @@ fn a_needed_node_is_woken_until_it_is_up_and_the_wake_is_journaled() {
     assert!(why.contains("requested(\"sdxl-batch\")"), "{why}");
     // The outcome is a fact of the engine.
     assert_eq!(
-        rows(&daemon, "action_status(\"wake:gaming\", S, _, _)"),
+        daemon.query("action_status(\"wake:gaming\", S, _, _)"),
         ["[\"succeeded\"]"]
     );
     // The journal is on disk, one JSON line per record.
@@ -271,7 +259,7 @@ fn dry_run_sends_nothing_and_journals_everything() {
     let mut packet = [0u8; 256];
     assert!(socket.recv_from(&mut packet).is_err(), "a packet was sent");
     assert_eq!(
-        rows(&daemon, "action_status(\"wake:gaming\", S, _, _)"),
+        daemon.query("action_status(\"wake:gaming\", S, _, _)"),
         ["[\"dry-run\"]"]
     );
     let output = daemon.stop();
@@ -304,7 +292,7 @@ fn a_proxmox_start_reaches_proxmox_and_comes_back_as_a_fact() {
     let config = proxmox_config(&dir, &pve, "");
     let daemon = Daemon::start(&config, &[]);
     until("the backup VM runs", || {
-        rows(&daemon, "running(\"backup\", N)") == ["[\"pve\"]"]
+        daemon.query("running(\"backup\", N)") == ["[\"pve\"]"]
     });
     assert_eq!(
         until_outcome(&daemon, "start:backup", "succeeded"),
@@ -319,7 +307,7 @@ fn a_proxmox_start_reaches_proxmox_and_comes_back_as_a_fact() {
         .collect();
     assert_eq!(starts, ["/api2/json/nodes/pve1/qemu/101/status/start"]);
     assert_eq!(
-        rows(&daemon, "action_status(\"start:backup\", S, _, _)"),
+        daemon.query("action_status(\"start:backup\", S, _, _)"),
         ["[\"succeeded\"]"]
     );
     daemon.stop();
@@ -343,7 +331,7 @@ fn a_proxmox_refusal_is_journaled_with_its_message_and_given_up() {
         .unwrap();
     let reason = failed["reason"].as_str().unwrap();
     assert!(reason.contains("locked"), "{reason}");
-    let status = rows(&daemon, "action_status(\"start:backup\", S, R, _)");
+    let status = daemon.query("action_status(\"start:backup\", S, R, _)");
     assert!(
         status[0].starts_with("[\"gave-up\",\"2 attempts; the last:"),
         "{status:?}"
@@ -656,13 +644,13 @@ fn ray_start_and_stop_act_on_the_cluster_and_membership_says_when_they_are_done(
     until("the dashboard is read", || {
         !asked.lock().unwrap().is_empty()
     });
-    assert!(rows(&daemon, "ray_worker(N)").is_empty());
+    assert!(daemon.query("ray_worker(N)").is_empty());
     assert!(asked.lock().unwrap()[0].starts_with("/api/v0/nodes"));
     // The facts follow what Ray has, not what is typed in: a worker Ray does not list is
     // retracted at the next look.
     transact(&daemon, r#"{"insert": {"ray_worker": [["laptop"]]}}"#);
     until("the typed-in worker is retracted", || {
-        rows(&daemon, "ray_worker(N)").is_empty()
+        daemon.query("ray_worker(N)").is_empty()
     });
 
     // The node may be borrowed: a worker is started, and is done once Ray lists it.
@@ -672,8 +660,8 @@ fn ray_start_and_stop_act_on_the_cluster_and_membership_says_when_they_are_done(
         ["started", "succeeded"]
     );
     assert_eq!(ran(&log), ["start --address=127.0.0.1:6379 rig"]);
-    assert_eq!(rows(&daemon, "ray_worker(N)"), ["[\"rig\"]"]);
-    assert!(rows(&daemon, "act(I, K, T)").is_empty());
+    assert_eq!(daemon.query("ray_worker(N)"), ["[\"rig\"]"]);
+    assert!(daemon.query("act(I, K, T)").is_empty());
     let lines = journal(&daemon);
     let started = lines.iter().find(|l| l["id"] == "ray_start:rig").unwrap();
     assert_eq!(started["actuator"], "ray");
@@ -695,8 +683,8 @@ fn ray_start_and_stop_act_on_the_cluster_and_membership_says_when_they_are_done(
             "stop rig",
         ]
     );
-    assert!(rows(&daemon, "ray_worker(N)").is_empty());
-    assert!(rows(&daemon, "act(I, K, T)").is_empty());
+    assert!(daemon.query("ray_worker(N)").is_empty());
+    assert!(daemon.query("act(I, K, T)").is_empty());
     let lines = journal(&daemon);
     let stopped = lines.iter().find(|l| l["id"] == "ray_stop:rig").unwrap();
     assert_eq!(

@@ -16,24 +16,11 @@ use upsd::{OUTAGE, PASSWORD, PATIENCE, USERNAME, Upsd};
 
 const START: i64 = 1_796_004_000;
 
-/// The rows of a query, as JSON text.
-fn rows(daemon: &Daemon, query: &str) -> Vec<String> {
-    let body = serde_json::json!({ "query": query }).to_string();
-    let (status, answer) = daemon.json("POST", "/v1/query", &body);
-    assert_eq!(status, 200, "{answer}");
-    answer["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
-}
-
 /// Waits until `query` has exactly the rows `expected`; the deadline only guards a broken run.
 fn until(daemon: &Daemon, query: &str, expected: &[&str]) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let now = rows(daemon, query);
+        let now = daemon.query(query);
         if now == expected {
             return;
         }
@@ -96,7 +83,7 @@ fn a_ups_outage_orders_the_emergency_shutdown() {
             "[\"photos\",\"pve\"]",
         ],
     );
-    let actions = rows(&daemon, "act(I, \"emergency_stop\", X)");
+    let actions = daemon.query("act(I, \"emergency_stop\", X)");
     assert_eq!(actions.len(), 3, "{actions:?}");
 
     let response = daemon.send("GET", "/metrics", &[], b"");

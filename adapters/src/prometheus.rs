@@ -54,11 +54,11 @@
 //! Caveat: a source starts with no memory, so a level row of an unkeyed relation that a
 //! previous run reported (and the journal kept) is not retracted by this one.
 
-use crate::source::{Backoff, Malformed, Report, Staleness};
+use crate::source::{Backoff, HttpUrl, Malformed, Report, Staleness};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::Request;
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, HOST, USER_AGENT};
-use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -789,27 +789,15 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Endpoint, PrometheusError> {
         let error = |reason: &str| PrometheusError::Config(format!("`{url}`: {reason}"));
-        let uri: Uri = url.parse().map_err(|_| error("not a URL"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(error("only http:// targets are scraped"));
-        }
-        let authority = uri.authority().ok_or_else(|| error("no host"))?;
-        if authority.as_str().contains('@') {
-            return Err(error("credentials in the URL are not supported"));
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if host.is_empty() {
-            return Err(error("no host"));
-        }
+        let parsed = HttpUrl::parse(url, "only http:// targets are scraped")
+            .map_err(|reason| error(&reason))?;
         Ok(Endpoint {
             url: url.into(),
-            host: host.into(),
-            port: authority.port_u16().unwrap_or(80),
-            authority: authority.as_str().into(),
-            path: uri
+            host: parsed.host,
+            port: parsed.port,
+            authority: parsed.authority,
+            path: parsed
+                .uri
                 .path_and_query()
                 .map_or("/".into(), |path| path.as_str().into()),
         })

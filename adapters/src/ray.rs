@@ -48,11 +48,11 @@
 //! the head's. A dead node stays in the dashboard's list (state `DEAD`) until the GCS forgets
 //! it, so membership is decided by the `ALIVE` state, not by presence.
 
-use crate::source::{Report, symbol};
+use crate::source::{HttpUrl, Report, symbol};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::Request;
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, HOST, USER_AGENT};
-use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -374,31 +374,19 @@ struct Dashboard {
 impl Dashboard {
     fn parse(url: &str) -> Result<Dashboard, RayError> {
         let error = |reason: &str| RayError::Config(format!("dashboard `{url}`: {reason}"));
-        let uri: Uri = url.parse().map_err(|_| error("not a URL"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(error(
-                "only http:// is supported (Ray's dashboard speaks HTTP)",
-            ));
-        }
-        let authority = uri.authority().ok_or_else(|| error("no host"))?;
-        if authority.as_str().contains('@') {
-            return Err(error("credentials in the URL are not supported"));
-        }
-        if uri.query().is_some() {
+        let parsed = HttpUrl::parse(
+            url,
+            "only http:// is supported (Ray's dashboard speaks HTTP)",
+        )
+        .map_err(|reason| error(&reason))?;
+        if parsed.uri.query().is_some() {
             return Err(error("a query has no place in the dashboard's URL"));
         }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if host.is_empty() {
-            return Err(error("no host"));
-        }
         Ok(Dashboard {
-            host: host.into(),
-            port: authority.port_u16().unwrap_or(80),
-            authority: authority.as_str().into(),
-            prefix: uri.path().trim_end_matches('/').into(),
+            host: parsed.host,
+            port: parsed.port,
+            authority: parsed.authority,
+            prefix: parsed.uri.path().trim_end_matches('/').into(),
         })
     }
 }

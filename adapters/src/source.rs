@@ -235,3 +235,42 @@ mod tests {
         assert_eq!(entry.retract["running"][0][1], open());
     }
 }
+
+/// A plain `http://` URL, split for a client that connects by host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// Without the brackets of an IPv6 address.
+    pub host: String,
+    pub port: u16,
+    /// `host:port` as written, for the `Host` header.
+    pub authority: String,
+    pub uri: hyper::Uri,
+}
+
+impl HttpUrl {
+    /// Parses `url`; the error says what is wrong with it, for the caller to prefix with
+    /// where the URL came from. `refusal` is the message for a scheme other than `http`.
+    pub fn parse(url: &str, refusal: &str) -> Result<HttpUrl, String> {
+        let uri: hyper::Uri = url.parse().map_err(|_| "not a URL".to_string())?;
+        if uri.scheme_str() != Some("http") {
+            return Err(refusal.to_string());
+        }
+        let authority = uri.authority().ok_or("no host")?.clone();
+        if authority.as_str().contains('@') {
+            return Err("credentials in the URL are not supported".into());
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        Ok(HttpUrl {
+            host: host.into(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().into(),
+            uri,
+        })
+    }
+}

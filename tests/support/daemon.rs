@@ -250,6 +250,19 @@ impl Daemon {
         (response.status, response.json())
     }
 
+    /// The rows of a query (`POST /v1/query`), each as JSON text.
+    pub fn query(&self, query: &str) -> Vec<String> {
+        let body = serde_json::json!({ "query": query }).to_string();
+        let (status, answer) = self.json("POST", "/v1/query", &body);
+        assert_eq!(status, 200, "{query}: {answer}");
+        answer["rows"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{query}: no rows in {answer}"))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     /// Stops the daemon with SIGTERM and returns what it printed after starting.
     pub fn stop(mut self) -> String {
         Command::new("kill")
