@@ -108,18 +108,106 @@ impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
     }
 }
 
-/// Builds the dataflow of `program` in `scope`. `inputs[r]` is the input collection of each
-/// writable relation, `unit` holds one empty row. Returns each relation's collection.
+/// A part of the program built as one dataflow: some strata, the relations they derive, and
+/// what they read of other parts.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// Indexes into the program's strata, in order.
+    pub strata: Vec<usize>,
+    /// The relations of those strata.
+    pub relations: Vec<RelationId>,
+    /// The relations of other parts that the rules read.
+    pub reads: Vec<RelationId>,
+}
+
+/// How a program is cut into dataflows.
+#[derive(Clone, Debug)]
+pub struct Partition {
+    /// In the order of their strata: a group reads only relations of earlier groups and of
+    /// `passthrough`.
+    pub groups: Vec<Group>,
+    /// Relations that only transactions write (no rule derives them): no dataflow computes them.
+    pub passthrough: Vec<RelationId>,
+}
+
+/// Cuts `program` into dataflows: one for the whole program, or (`split`) one per stratum
+/// that has rules, so that a transaction need only advance the strata whose inputs changed.
+pub fn partition(program: &ir::Program, plan: &Plan, split: bool) -> Partition {
+    if !split {
+        return Partition {
+            groups: vec![Group {
+                strata: (0..program.strata.len()).collect(),
+                relations: program
+                    .strata
+                    .iter()
+                    .flat_map(|stratum| stratum.relations.iter().copied())
+                    .collect(),
+                reads: Vec::new(),
+            }],
+            passthrough: Vec::new(),
+        };
+    }
+    let mut partition = Partition {
+        groups: Vec::new(),
+        passthrough: Vec::new(),
+    };
+    for (index, stratum) in program.strata.iter().enumerate() {
+        let (mut joins, mut negations, mut reads) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rules = plan
+            .rules
+            .iter()
+            .filter(|rule| stratum.relations.contains(&rule.head))
+            .peekable();
+        if !stratum.recursive && rules.peek().is_none() {
+            partition
+                .passthrough
+                .extend(stratum.relations.iter().copied());
+            continue;
+        }
+        for rule in rules {
+            needs(&rule.pipeline, &mut joins, &mut negations, &mut reads);
+        }
+        reads.extend(
+            joins
+                .into_iter()
+                .chain(negations)
+                .map(|(relation, _)| relation),
+        );
+        reads.retain(|relation| !stratum.relations.contains(relation));
+        reads.sort_unstable();
+        reads.dedup();
+        partition.groups.push(Group {
+            strata: vec![index],
+            relations: stratum.relations.clone(),
+            reads,
+        });
+    }
+    partition
+}
+
+/// What flows into the dataflow of a group.
+pub struct Feeds<'s, R: Row> {
+    /// The input collection of each writable relation of the group.
+    pub written: HashMap<RelationId, VecCollection<'s, Time, R>>,
+    /// The collection of each relation that the group reads from other parts.
+    pub reads: HashMap<RelationId, VecCollection<'s, Time, R>>,
+    /// One empty row.
+    pub unit: VecCollection<'s, Time, R>,
+}
+
+/// Builds the dataflow of `group` in `scope`. Returns the collection of each of its relations.
 pub fn build<'s, R: Row>(
     scope: Scope<'s, Time>,
     program: &ir::Program,
     plan: &Plan,
     interner: &Interner,
-    inputs: &HashMap<RelationId, VecCollection<'s, Time, R>>,
-    unit: VecCollection<'s, Time, R>,
-) -> Vec<VecCollection<'s, Time, R>> {
-    let mut env: Env<'s, R, Time> = Env::new(unit);
-    for stratum in &program.strata {
+    group: &Group,
+    feeds: Feeds<'s, R>,
+) -> Vec<(RelationId, VecCollection<'s, Time, R>)> {
+    let inputs = &feeds.written;
+    let mut env: Env<'s, R, Time> = Env::new(feeds.unit);
+    env.relations = feeds.reads;
+    for stratum in group.strata.iter().map(|&index| &program.strata[index]) {
         let rules: Vec<_> = plan
             .rules
             .iter()
@@ -222,8 +310,10 @@ pub fn build<'s, R: Row>(
             env.relations.insert(relation, collection);
         }
     }
-    (0..program.relations.len())
-        .map(|relation| env.relation(relation))
+    group
+        .relations
+        .iter()
+        .map(|&relation| (relation, env.relation(relation)))
         .collect()
 }
 

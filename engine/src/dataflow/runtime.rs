@@ -1,12 +1,19 @@
 //! Running a planned program on timely workers.
 //!
-//! An interactive [`Runtime`] owns worker threads, each running the same dataflow. The caller
+//! An interactive [`Runtime`] owns worker threads, each running the same dataflows. The caller
 //! talks to them through channels: a transaction is sent to every worker (its updates only to
 //! worker 0, which feeds them into the inputs; the others only advance their inputs, which every
 //! worker must do for the frontier to move), and every worker steps until the transaction's time
 //! is complete. The changes of every relation are exchanged to worker 0, which sends them back
 //! consolidated. The runtime keeps the current contents of every relation, so that reads never
 //! wait for the dataflow.
+//!
+//! Every logical time costs progress tracking in proportion to the operators it passes through.
+//! So with one worker each stratum is a dataflow of its own (see [`build::partition`]): a
+//! transaction visits the strata in order, feeds each the changes of what it reads, and
+//! advances only those that got any. A stratum left behind stays at an earlier time, which is
+//! sound: nothing it reads changed since. With more workers the program is one dataflow, since
+//! only worker 0 knows what changed.
 //!
 //! A batch run ([`run_batch`]) is the command-line evaluation: each worker, possibly in another
 //! process, feeds its share of the input, the inputs are closed, and worker 0 collects the final
@@ -88,47 +95,61 @@ impl<R: Row> Runtime<R> {
                 None
             };
             let Some(receiver) = receiver else { return };
-            let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
-            let frontier = new_frontier();
-            let (mut sessions, mut unit) = construct(
-                worker,
-                &program,
-                &plan,
-                &interner,
-                &|_| true,
-                &buffer,
-                &frontier,
-            );
-            let mut time: Time = 0;
-            let complete = |worker: &mut timely::worker::Worker,
-                            sessions: &mut HashMap<RelationId, InputSession<Time, R, isize>>,
-                            unit: &mut InputSession<Time, R, isize>,
-                            time: &mut Time| {
-                *time += 1;
-                for session in sessions.values_mut() {
-                    session.advance_to(*time);
-                    session.flush();
-                }
-                unit.advance_to(*time);
-                unit.flush();
-                worker.step_while(|| before(&frontier, *time));
-                if let Some(reply) = &reply {
-                    let mut changes = std::mem::take(&mut *buffer.borrow_mut());
-                    consolidate(&mut changes);
-                    let _ = reply.send(Ok(changes));
-                }
-            };
+            // With one worker, each stratum is a dataflow of its own, advanced only when what
+            // it reads changed; with more, every worker must advance every input at every
+            // time, and the whole program is one dataflow.
+            let prune = worker.peers() == 1;
+            let partition = build::partition(&program, &plan, prune);
+            let mut parts: Vec<Part<R>> = partition
+                .groups
+                .iter()
+                .map(|group| construct(worker, &program, &plan, &interner, group, &|_| true))
+                .collect();
             if index == 0 {
-                unit.insert(R::default());
+                for part in &mut parts {
+                    part.unit.insert(R::default());
+                }
             }
-            complete(worker, &mut sessions, &mut unit, &mut time);
-            while let Some(Command::Apply(updates)) = receive_soon(&receiver) {
+            let mut time: Time = 0;
+            let mut updates: Updates<R> = Vec::new();
+            loop {
+                time += 1;
+                // Changes of this time by relation: written, and then derived part by part.
+                let mut written: Vec<Vec<(R, isize)>> = vec![Vec::new(); relation_count];
                 for (relation, row, diff) in updates {
-                    if let Some(session) = sessions.get_mut(&relation) {
-                        session.update(row, diff);
+                    written[relation].push((row, diff));
+                }
+                let mut changes: Vec<Vec<(R, isize)>> = vec![Vec::new(); relation_count];
+                for &relation in &partition.passthrough {
+                    changes[relation] = std::mem::take(&mut written[relation]);
+                }
+                for part in &mut parts {
+                    let fed = part.feed(&written, &changes);
+                    if prune && !fed && time > 1 {
+                        continue;
+                    }
+                    part.advance(time);
+                    worker.step_while(|| before(&part.frontier, time));
+                    let mut derived = std::mem::take(&mut *part.buffer.borrow_mut());
+                    consolidate(&mut derived);
+                    for (relation, row, diff) in derived {
+                        changes[relation].push((row, diff));
                     }
                 }
-                complete(worker, &mut sessions, &mut unit, &mut time);
+                if let Some(reply) = &reply {
+                    let mut all = Vec::new();
+                    for (relation, mut rows) in changes.into_iter().enumerate() {
+                        if partition.passthrough.contains(&relation) {
+                            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                        }
+                        all.extend(rows.into_iter().map(|(row, diff)| (relation, row, diff)));
+                    }
+                    let _ = reply.send(Ok(all));
+                }
+                match receive_soon(&receiver) {
+                    Some(Command::Apply(next)) => updates = next,
+                    None => break,
+                }
             }
         })?;
         let mut runtime = Runtime {
@@ -223,55 +244,97 @@ impl<R: Row> Drop for Runtime<R> {
     }
 }
 
-/// The sessions that feed a worker's dataflow: one per writable relation, and the unit row.
-type Sessions<R> = (
-    HashMap<RelationId, InputSession<Time, R, isize>>,
-    InputSession<Time, R, isize>,
-);
-
 /// The least logical time at which a captured relation may still change (`None`: none will).
 type Frontier = Rc<Cell<Option<Time>>>;
-
-fn new_frontier() -> Frontier {
-    Rc::new(Cell::new(Some(0)))
-}
 
 /// Whether a captured relation may still change at a time before `time`.
 fn before(frontier: &Frontier, time: Time) -> bool {
     frontier.get().is_some_and(|least| least < time)
 }
 
-/// Builds the program's dataflow in a worker, with an input session per writable relation and
-/// one for the unit row. The changes of every relation that `captured` selects are gathered at
-/// worker 0 into `buffer`, and `frontier` follows them.
+/// The dataflow of one group in a worker: its input sessions, and what it captured.
+struct Part<R: Row> {
+    /// One session per writable relation of the group.
+    written: HashMap<RelationId, InputSession<Time, R, isize>>,
+    /// One session per relation the group reads from other parts.
+    reads: HashMap<RelationId, InputSession<Time, R, isize>>,
+    /// The unit row.
+    unit: InputSession<Time, R, isize>,
+    /// The changes of the group's captured relations, gathered at worker 0.
+    buffer: Rc<RefCell<Updates<R>>>,
+    /// How far the captured relations have come.
+    frontier: Frontier,
+}
+
+impl<R: Row> Part<R> {
+    /// Feeds the group this time's writes of its relations and changes of what it reads;
+    /// returns whether there were any.
+    fn feed(&mut self, written: &[Vec<(R, isize)>], changes: &[Vec<(R, isize)>]) -> bool {
+        let mut fed = false;
+        for (sessions, updates) in [(&mut self.written, written), (&mut self.reads, changes)] {
+            for (relation, session) in sessions.iter_mut() {
+                for (row, diff) in &updates[*relation] {
+                    session.update(row.clone(), *diff);
+                    fed = true;
+                }
+            }
+        }
+        fed
+    }
+
+    /// Moves every input of the group to `time`, so that earlier times can complete.
+    fn advance(&mut self, time: Time) {
+        for session in self.written.values_mut().chain(self.reads.values_mut()) {
+            session.advance_to(time);
+            session.flush();
+        }
+        self.unit.advance_to(time);
+        self.unit.flush();
+    }
+}
+
+/// Builds the dataflow of `group` in a worker, with an input session per writable relation of
+/// the group, per relation it reads from other parts, and one for the unit row. The changes of
+/// every relation of the group that `captured` selects are gathered at worker 0.
 fn construct<R: Row>(
     worker: &mut timely::worker::Worker,
     program: &ir::Program,
     plan: &Plan,
     interner: &Interner,
+    group: &build::Group,
     captured: &dyn Fn(RelationId) -> bool,
-    buffer: &Rc<RefCell<Updates<R>>>,
-    frontier: &Frontier,
-) -> Sessions<R> {
+) -> Part<R> {
+    let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
+    let frontier: Frontier = Rc::new(Cell::new(Some(0)));
     worker.dataflow::<Time, _, _>(|scope| {
         let (unit_session, unit) = scope.new_collection::<R, isize>();
-        let mut sessions = HashMap::new();
-        let mut collections = HashMap::new();
-        for (relation, info) in program.relations.iter().enumerate() {
-            if info.writable {
+        let mut written = HashMap::new();
+        let mut feeds = build::Feeds {
+            written: HashMap::new(),
+            reads: HashMap::new(),
+            unit,
+        };
+        for &relation in &group.relations {
+            if program.relations[relation].writable {
                 let (session, collection) = scope.new_collection::<R, isize>();
-                sessions.insert(relation, session);
-                collections.insert(relation, collection);
+                written.insert(relation, session);
+                feeds.written.insert(relation, collection);
             }
         }
-        let relations = build::build(scope, program, plan, interner, &collections, unit);
+        let mut reads = HashMap::new();
+        for &relation in &group.reads {
+            let (session, collection) = scope.new_collection::<R, isize>();
+            reads.insert(relation, session);
+            feeds.reads.insert(relation, collection);
+        }
+        let relations = build::build(scope, program, plan, interner, group, feeds);
         // One operator reads every captured relation, and its input frontiers say how far
         // the whole dataflow has come: one operator instead of an inspection and a probe per
         // relation, each of which would cost progress tracking at every logical time.
         let peers = scope.peers();
         let mut builder = OperatorBuilder::new("Capture".to_owned(), scope);
         let mut inputs = Vec::new();
-        for (relation, collection) in relations.into_iter().enumerate() {
+        for (relation, collection) in relations {
             if !captured(relation) {
                 continue;
             }
@@ -286,10 +349,10 @@ fn construct<R: Row>(
         if inputs.is_empty() {
             frontier.set(None);
         }
-        let (buffer, frontier) = (buffer.clone(), frontier.clone());
+        let (gathered, reached) = (buffer.clone(), frontier.clone());
         builder.build(move |_capabilities| {
             move |frontiers| {
-                let mut buffer = buffer.borrow_mut();
+                let mut buffer = gathered.borrow_mut();
                 for (relation, input) in inputs.iter_mut() {
                     input.for_each(|_, data| {
                         for (row, _, diff) in data.iter() {
@@ -301,10 +364,16 @@ fn construct<R: Row>(
                     .iter()
                     .filter_map(|frontier| frontier.frontier().first().copied())
                     .min();
-                frontier.set(least);
+                reached.set(least);
             }
         });
-        (sessions, unit_session)
+        Part {
+            written,
+            reads,
+            unit: unit_session,
+            buffer,
+            frontier,
+        }
     })
 }
 
@@ -368,17 +437,21 @@ pub fn run_batch<R: Row>(
     let guards = timely::execute(config, move |worker| -> Result<BatchOutput<R>, String> {
         let index = worker.index();
         let peers = worker.peers();
-        let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
-        let frontier = new_frontier();
         let wanted_relation = |relation: RelationId| wanted.contains(&relation);
-        let (mut sessions, mut unit) = construct(
+        let whole = build::partition(&program, &plan, false);
+        let Part {
+            written: mut sessions,
+            mut unit,
+            buffer,
+            frontier,
+            ..
+        } = construct(
             worker,
             &program,
             &plan,
             &interner,
+            &whole.groups[0],
             &wanted_relation,
-            &buffer,
-            &frontier,
         );
         // A second dataflow gathers every process's symbols at worker 0.
         let symbols_probe = ProbeHandle::new();
