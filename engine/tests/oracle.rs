@@ -2,7 +2,8 @@
 //! compared after every commit with the reference evaluator recomputing from scratch.
 //!
 //! A program is a random selection of rule templates over two input relations (`e`, binary,
-//! and `v`, unary) and three derived ones at increasing strata (`a`, `b`, `c`). The templates
+//! and `v`, unary) and three derived ones at increasing strata (`a`, `b`, `c`), of which `b`
+//! is written too. The templates
 //! cover joins, recursion (linear and non-linear, and mutual through `a` and `b`'s lower
 //! strata), negation, every aggregate (grouped and global), comparisons, arithmetic and
 //! `range`; a template may only negate or aggregate a relation of a lower stratum, so every
@@ -19,6 +20,7 @@ const DECLARATIONS: &str = "
 .input v
 .decl a(x: number, y: number)
 .decl b(x: number)
+.input b
 .decl c(x: number, y: number)
 ";
 
@@ -87,6 +89,8 @@ fn change() -> impl Strategy<Value = Change> {
         (0i64..6, 0i64..6).prop_map(|(x, y)| Change::Retract("e", vec![x, y])),
         (0i64..6).prop_map(|x| Change::Insert("v", vec![x])),
         (0i64..6).prop_map(|x| Change::Retract("v", vec![x])),
+        (0i64..6).prop_map(|x| Change::Insert("b", vec![x])),
+        (0i64..6).prop_map(|x| Change::Retract("b", vec![x])),
     ]
 }
 

@@ -108,94 +108,163 @@ impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
     }
 }
 
-/// A part of the program built as one dataflow: some strata, the relations they derive, and
-/// what they read of other parts.
+/// What a group of the partition computes.
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// Whole strata (indexes into the program's strata, in order): their relations.
+    Strata(Vec<usize>),
+    /// Rules of one non-recursive relation that read the same relations (indexes into the
+    /// plan's rules): the union of their rows, before it is made distinct.
+    Rules(Vec<usize>),
+    /// A non-recursive relation: the distinct union of its writes and of the rows of the
+    /// groups of its rules.
+    Union(RelationId),
+}
+
+/// A part of the program built as one dataflow. What flows between groups is identified by a
+/// *source*: a relation id, or for the rows of a [`Body::Rules`] group, the number of
+/// relations plus the index of its first rule.
 #[derive(Clone, Debug)]
 pub struct Group {
-    /// Indexes into the program's strata, in order.
-    pub strata: Vec<usize>,
-    /// The relations of those strata.
-    pub relations: Vec<RelationId>,
-    /// The relations of other parts that the rules read.
-    pub reads: Vec<RelationId>,
+    pub body: Body,
+    /// The sources it computes.
+    pub outputs: Vec<usize>,
+    /// The sources of other groups, or written relations, that it reads.
+    pub reads: Vec<usize>,
+    /// The writable relations among its outputs, which transactions feed.
+    pub written: Vec<RelationId>,
 }
 
 /// How a program is cut into dataflows.
 #[derive(Clone, Debug)]
 pub struct Partition {
-    /// In the order of their strata: a group reads only relations of earlier groups and of
-    /// `passthrough`.
+    /// In order: a group reads only sources of earlier groups and of `passthrough`.
     pub groups: Vec<Group>,
     /// Relations that only transactions write (no rule derives them): no dataflow computes them.
     pub passthrough: Vec<RelationId>,
+    /// How many sources there are: relations and rule groups.
+    pub sources: usize,
 }
 
-/// Cuts `program` into dataflows: one for the whole program, or (`split`) one per stratum
-/// that has rules, so that a transaction need only advance the strata whose inputs changed.
+/// Cuts `program` into dataflows: one for the whole program, or (`split`) one per stratum that
+/// has rules, so that a transaction need only advance the strata whose inputs changed. A
+/// non-recursive relation whose rules read different relations is cut further: a group per
+/// set of rules that read the same relations, and one that makes their union distinct, so
+/// that a change reaches only the rules that read it.
 pub fn partition(program: &ir::Program, plan: &Plan, split: bool) -> Partition {
-    if !split {
-        return Partition {
-            groups: vec![Group {
-                strata: (0..program.strata.len()).collect(),
-                relations: program
-                    .strata
-                    .iter()
-                    .flat_map(|stratum| stratum.relations.iter().copied())
-                    .collect(),
-                reads: Vec::new(),
-            }],
-            passthrough: Vec::new(),
-        };
-    }
+    let count = program.relations.len();
+    let writable = |relations: &[RelationId]| -> Vec<RelationId> {
+        relations
+            .iter()
+            .copied()
+            .filter(|&relation| program.relations[relation].writable)
+            .collect()
+    };
     let mut partition = Partition {
         groups: Vec::new(),
         passthrough: Vec::new(),
+        sources: count + plan.rules.len(),
     };
-    for (index, stratum) in program.strata.iter().enumerate() {
-        let (mut joins, mut negations, mut reads) = (Vec::new(), Vec::new(), Vec::new());
-        let mut rules = plan
-            .rules
+    if !split {
+        let relations: Vec<RelationId> = program
+            .strata
             .iter()
-            .filter(|rule| stratum.relations.contains(&rule.head))
-            .peekable();
-        if !stratum.recursive && rules.peek().is_none() {
+            .flat_map(|stratum| stratum.relations.iter().copied())
+            .collect();
+        partition.groups.push(Group {
+            body: Body::Strata((0..program.strata.len()).collect()),
+            written: writable(&relations),
+            outputs: relations,
+            reads: Vec::new(),
+        });
+        return partition;
+    }
+    for (index, stratum) in program.strata.iter().enumerate() {
+        let rules: Vec<usize> = (0..plan.rules.len())
+            .filter(|&rule| stratum.relations.contains(&plan.rules[rule].head))
+            .collect();
+        if !stratum.recursive && rules.is_empty() {
             partition
                 .passthrough
                 .extend(stratum.relations.iter().copied());
             continue;
         }
-        for rule in rules {
-            needs(&rule.pipeline, &mut joins, &mut negations, &mut reads);
+        // The rules of a non-recursive relation, by what they read.
+        let mut classes: Vec<(Vec<RelationId>, Vec<usize>)> = Vec::new();
+        if !stratum.recursive {
+            for &rule in &rules {
+                let reads = reads(plan, &[rule], &stratum.relations);
+                match classes.iter_mut().find(|(read, _)| *read == reads) {
+                    Some((_, members)) => members.push(rule),
+                    None => classes.push((reads, vec![rule])),
+                }
+            }
         }
-        reads.extend(
-            joins
-                .into_iter()
-                .chain(negations)
-                .map(|(relation, _)| relation),
-        );
-        reads.retain(|relation| !stratum.relations.contains(relation));
-        reads.sort_unstable();
-        reads.dedup();
+        if classes.len() < 2 {
+            partition.groups.push(Group {
+                body: Body::Strata(vec![index]),
+                outputs: stratum.relations.clone(),
+                reads: reads(plan, &rules, &stratum.relations),
+                written: writable(&stratum.relations),
+            });
+            continue;
+        }
+        let mut parts = Vec::new();
+        for (reads, members) in classes {
+            let source = count + members[0];
+            parts.push(source);
+            partition.groups.push(Group {
+                body: Body::Rules(members),
+                outputs: vec![source],
+                reads,
+                written: Vec::new(),
+            });
+        }
+        let relation = stratum.relations[0];
         partition.groups.push(Group {
-            strata: vec![index],
-            relations: stratum.relations.clone(),
-            reads,
+            body: Body::Union(relation),
+            outputs: vec![relation],
+            reads: parts,
+            written: writable(&[relation]),
         });
     }
     partition
+}
+
+/// The relations that `rules` read, other than `own`, sorted.
+fn reads(plan: &Plan, rules: &[usize], own: &[RelationId]) -> Vec<RelationId> {
+    let (mut joins, mut negations, mut reads) = (Vec::new(), Vec::new(), Vec::new());
+    for &rule in rules {
+        needs(
+            &plan.rules[rule].pipeline,
+            &mut joins,
+            &mut negations,
+            &mut reads,
+        );
+    }
+    reads.extend(
+        joins
+            .into_iter()
+            .chain(negations)
+            .map(|(relation, _)| relation),
+    );
+    reads.retain(|relation| !own.contains(relation));
+    reads.sort_unstable();
+    reads.dedup();
+    reads
 }
 
 /// What flows into the dataflow of a group.
 pub struct Feeds<'s, R: Row> {
     /// The input collection of each writable relation of the group.
     pub written: HashMap<RelationId, VecCollection<'s, Time, R>>,
-    /// The collection of each relation that the group reads from other parts.
-    pub reads: HashMap<RelationId, VecCollection<'s, Time, R>>,
+    /// The collection of each source that the group reads from other parts.
+    pub reads: HashMap<usize, VecCollection<'s, Time, R>>,
     /// One empty row.
     pub unit: VecCollection<'s, Time, R>,
 }
 
-/// Builds the dataflow of `group` in `scope`. Returns the collection of each of its relations.
+/// Builds the dataflow of `group` in `scope`. Returns the collection of each of its outputs.
 pub fn build<'s, R: Row>(
     scope: Scope<'s, Time>,
     program: &ir::Program,
@@ -203,11 +272,30 @@ pub fn build<'s, R: Row>(
     interner: &Interner,
     group: &Group,
     feeds: Feeds<'s, R>,
-) -> Vec<(RelationId, VecCollection<'s, Time, R>)> {
+) -> Vec<(usize, VecCollection<'s, Time, R>)> {
+    let strata = match &group.body {
+        Body::Strata(strata) => strata,
+        Body::Rules(rules) => {
+            let mut env: Env<'s, R, Time> = Env::new(feeds.unit);
+            env.relations = feeds.reads;
+            let parts = rules
+                .iter()
+                .map(|&rule| build_rule(&plan.rules[rule], &mut env, interner))
+                .collect();
+            return vec![(group.outputs[0], union(scope, parts))];
+        }
+        Body::Union(relation) => {
+            let mut parts: Vec<_> = feeds.written.get(relation).cloned().into_iter().collect();
+            let mut reads: Vec<_> = feeds.reads.into_iter().collect();
+            reads.sort_unstable_by_key(|(source, _)| *source);
+            parts.extend(reads.into_iter().map(|(_, collection)| collection));
+            return vec![(*relation, union(scope, parts).distinct())];
+        }
+    };
     let inputs = &feeds.written;
     let mut env: Env<'s, R, Time> = Env::new(feeds.unit);
     env.relations = feeds.reads;
-    for stratum in group.strata.iter().map(|&index| &program.strata[index]) {
+    for stratum in strata.iter().map(|&index| &program.strata[index]) {
         let rules: Vec<_> = plan
             .rules
             .iter()
@@ -311,7 +399,7 @@ pub fn build<'s, R: Row>(
         }
     }
     group
-        .relations
+        .outputs
         .iter()
         .map(|&relation| (relation, env.relation(relation)))
         .collect()
@@ -854,4 +942,90 @@ pub fn range_values(ty: Type, from: Word, to: Word, step: Word) -> Vec<Word> {
         }
     }
     values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(text: &str) -> (ir::Program, Partition) {
+        let program = crate::compile_source("cut.dl", text).expect("a valid program");
+        let plan = super::super::plan::plan(&program, &Interner::new()).expect("a plan");
+        let partition = partition(&program, &plan, true);
+        (program, partition)
+    }
+
+    fn name(program: &ir::Program, source: usize) -> String {
+        match program.relations.get(source) {
+            Some(relation) => relation.name.clone(),
+            None => format!("rules#{}", source - program.relations.len()),
+        }
+    }
+
+    #[test]
+    fn rules_that_read_different_relations_get_dataflows_of_their_own() {
+        let (program, partition) = cut("
+            .decl e(x: number, y: number)
+            .decl v(x: number)
+            .input e
+            .input v
+            .decl p(x: number, y: number)
+            p(x, y) :- e(x, y).
+            p(x, z) :- p(x, y), e(y, z).
+            .decl r(x: number)
+            .input r
+            r(x) :- v(x).
+            r(x) :- v(x), x > 2.
+            r(x) :- p(x, _).
+        ");
+        let passthrough: Vec<String> = partition
+            .passthrough
+            .iter()
+            .map(|&relation| name(&program, relation))
+            .collect();
+        assert_eq!(passthrough, ["e", "v"]);
+        let groups: Vec<String> = partition
+            .groups
+            .iter()
+            .map(|group| {
+                let reads: Vec<String> = group.reads.iter().map(|&s| name(&program, s)).collect();
+                let outputs: Vec<String> =
+                    group.outputs.iter().map(|&s| name(&program, s)).collect();
+                format!(
+                    "{} <- {} ({:?})",
+                    outputs.join(","),
+                    reads.join(","),
+                    group.written
+                )
+            })
+            .collect();
+        let r = program.relation("r").unwrap();
+        // The recursive stratum is one dataflow; r's two rules over v are one, its rule over p
+        // another, and the union of both with r's writes a third.
+        assert_eq!(
+            groups,
+            [
+                "p <- e ([])".to_string(),
+                "rules#2 <- v ([])".to_string(),
+                "rules#4 <- p ([])".to_string(),
+                format!("r <- rules#2,rules#4 ([{r}])"),
+            ]
+        );
+        assert!(matches!(partition.groups[1].body, Body::Rules(ref rules) if rules.len() == 2));
+        assert!(matches!(partition.groups[3].body, Body::Union(relation) if relation == r));
+    }
+
+    #[test]
+    fn without_split_the_program_is_one_dataflow() {
+        let program = crate::compile_source(
+            "one.dl",
+            ".decl e(x: number)\n.input e\n.decl r(x: number)\nr(x) :- e(x).\nr(1).\n",
+        )
+        .unwrap();
+        let plan = super::super::plan::plan(&program, &Interner::new()).unwrap();
+        let partition = partition(&program, &plan, false);
+        assert_eq!(partition.groups.len(), 1);
+        assert!(partition.passthrough.is_empty());
+        assert_eq!(partition.groups[0].outputs.len(), program.relations.len());
+    }
 }

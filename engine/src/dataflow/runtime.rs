@@ -9,10 +9,10 @@
 //! wait for the dataflow.
 //!
 //! Every logical time costs progress tracking in proportion to the operators it passes through.
-//! So with one worker each stratum is a dataflow of its own (see [`build::partition`]): a
-//! transaction visits the strata in order, feeds each the changes of what it reads, and
-//! advances only those that got any. A stratum left behind stays at an earlier time, which is
-//! sound: nothing it reads changed since. With more workers the program is one dataflow, since
+//! So with one worker each stratum, or set of rules, is a dataflow of its own (see
+//! [`build::partition`]): a transaction visits them in order, feeds each the changes of what it
+//! reads, and advances only those that got any. A dataflow left behind stays at an earlier
+//! time, which is sound: nothing it reads changed since. With more workers the program is one dataflow, since
 //! only worker 0 knows what changed.
 //!
 //! A batch run ([`run_batch`]) is the command-line evaluation: each worker, possibly in another
@@ -95,9 +95,9 @@ impl<R: Row> Runtime<R> {
                 None
             };
             let Some(receiver) = receiver else { return };
-            // With one worker, each stratum is a dataflow of its own, advanced only when what
-            // it reads changed; with more, every worker must advance every input at every
-            // time, and the whole program is one dataflow.
+            // With one worker, each stratum (or set of rules) is a dataflow of its own, advanced
+            // only when what it reads changed; with more, every worker must advance every input
+            // at every time, and the whole program is one dataflow.
             let prune = worker.peers() == 1;
             let partition = build::partition(&program, &plan, prune);
             let mut parts: Vec<Part<R>> = partition
@@ -110,6 +110,13 @@ impl<R: Row> Runtime<R> {
                     part.unit.insert(R::default());
                 }
             }
+            // Which sources a group reads: their changes are kept for it.
+            let mut read = vec![false; partition.sources];
+            for group in &partition.groups {
+                for &source in &group.reads {
+                    read[source] = true;
+                }
+            }
             let mut time: Time = 0;
             let mut updates: Updates<R> = Vec::new();
             loop {
@@ -119,10 +126,22 @@ impl<R: Row> Runtime<R> {
                 for (relation, row, diff) in updates {
                     written[relation].push((row, diff));
                 }
-                let mut changes: Vec<Vec<(R, isize)>> = vec![Vec::new(); relation_count];
+                let mut changes: Vec<Vec<(R, isize)>> = vec![Vec::new(); partition.sources];
+                let mut passed = Vec::new();
                 for &relation in &partition.passthrough {
-                    changes[relation] = std::mem::take(&mut written[relation]);
+                    let mut rows = std::mem::take(&mut written[relation]);
+                    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    passed.extend(
+                        rows.iter()
+                            .map(|(row, diff)| (relation, row.clone(), *diff)),
+                    );
+                    if read[relation] {
+                        changes[relation] = rows;
+                    }
                 }
+                // The changes of every relation, for the reply; derived ones are moved, not
+                // copied, unless a later group reads them.
+                let mut all: Updates<R> = Vec::new();
                 for part in &mut parts {
                     let fed = part.feed(&written, &changes);
                     if prune && !fed && time > 1 {
@@ -132,18 +151,20 @@ impl<R: Row> Runtime<R> {
                     worker.step_while(|| before(&part.frontier, time));
                     let mut derived = std::mem::take(&mut *part.buffer.borrow_mut());
                     consolidate(&mut derived);
-                    for (relation, row, diff) in derived {
-                        changes[relation].push((row, diff));
+                    for (source, row, diff) in &derived {
+                        if read[*source] {
+                            changes[*source].push((row.clone(), *diff));
+                        }
+                    }
+                    derived.retain(|(source, _, _)| *source < relation_count);
+                    if all.is_empty() {
+                        all = derived;
+                    } else {
+                        all.append(&mut derived);
                     }
                 }
+                all.append(&mut passed);
                 if let Some(reply) = &reply {
-                    let mut all = Vec::new();
-                    for (relation, mut rows) in changes.into_iter().enumerate() {
-                        if partition.passthrough.contains(&relation) {
-                            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                        }
-                        all.extend(rows.into_iter().map(|(row, diff)| (relation, row, diff)));
-                    }
                     let _ = reply.send(Ok(all));
                 }
                 match receive_soon(&receiver) {
@@ -256,11 +277,11 @@ fn before(frontier: &Frontier, time: Time) -> bool {
 struct Part<R: Row> {
     /// One session per writable relation of the group.
     written: HashMap<RelationId, InputSession<Time, R, isize>>,
-    /// One session per relation the group reads from other parts.
+    /// One session per source the group reads from other parts (see [`build::Group`]).
     reads: HashMap<RelationId, InputSession<Time, R, isize>>,
     /// The unit row.
     unit: InputSession<Time, R, isize>,
-    /// The changes of the group's captured relations, gathered at worker 0.
+    /// The changes of the group's captured outputs, gathered at worker 0.
     buffer: Rc<RefCell<Updates<R>>>,
     /// How far the captured relations have come.
     frontier: Frontier,
@@ -294,8 +315,8 @@ impl<R: Row> Part<R> {
 }
 
 /// Builds the dataflow of `group` in a worker, with an input session per writable relation of
-/// the group, per relation it reads from other parts, and one for the unit row. The changes of
-/// every relation of the group that `captured` selects are gathered at worker 0.
+/// the group, per source it reads from other parts, and one for the unit row. The changes of
+/// every output of the group that `captured` selects are gathered at worker 0.
 fn construct<R: Row>(
     worker: &mut timely::worker::Worker,
     program: &ir::Program,
@@ -314,12 +335,10 @@ fn construct<R: Row>(
             reads: HashMap::new(),
             unit,
         };
-        for &relation in &group.relations {
-            if program.relations[relation].writable {
-                let (session, collection) = scope.new_collection::<R, isize>();
-                written.insert(relation, session);
-                feeds.written.insert(relation, collection);
-            }
+        for &relation in &group.written {
+            let (session, collection) = scope.new_collection::<R, isize>();
+            written.insert(relation, session);
+            feeds.written.insert(relation, collection);
         }
         let mut reads = HashMap::new();
         for &relation in &group.reads {
