@@ -891,7 +891,7 @@ fn main() {
         .last()
         .map_or(0.0, |row| row.latency.mean());
     println!(
-        "\nOf the commit, an empty one (no writes, same time) takes {} on average: the fixed cost of one logical time in the policy's dataflow ({relations} relations, {rules} rules, {strata} strata of which {recursive} recursive), whatever changed.",
+        "\nAn empty commit (no writes, same time) takes {} on average: the fixed cost of a transaction, since only the dataflows whose inputs changed are stepped (the policy: {relations} relations, {rules} rules, {strata} strata of which {recursive} recursive).",
         duration(empty),
     );
     let p99 = Duration::from_nanos(http_p99);
