@@ -57,7 +57,7 @@
 //! once, when the source starts; a file that cannot be read or holds no certificate (or key)
 //! stops the source with a [`MqttError::Config`] that names it.
 
-use crate::source::{Backoff, Malformed, Report, Staleness, number, open, symbol};
+use crate::source::{AbortOnDrop, Backoff, Malformed, Report, Staleness, number, open, symbol};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter, SubscribeReasonCode,
     TlsConfiguration, Transport,
@@ -682,15 +682,6 @@ fn unix_now() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// Aborts a task when dropped, so that the connection ends with the source.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Runs the MQTT source until `updates` is closed: connects, subscribes, turns messages into

@@ -54,7 +54,7 @@
 //! Caveat: a source starts with no memory, so a level row of an unkeyed relation that a
 //! previous run reported (and the journal kept) is not retracted by this one.
 
-use crate::source::{Backoff, HttpUrl, Malformed, Report, Staleness};
+use crate::source::{AbortOnDrop, Backoff, HttpUrl, Malformed, Report, Staleness};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Request;
 use hyper::body::Bytes;
@@ -801,15 +801,6 @@ impl Endpoint {
                 .path_and_query()
                 .map_or("/".into(), |path| path.as_str().into()),
         })
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -48,7 +48,7 @@
 //! the head's. A dead node stays in the dashboard's list (state `DEAD`) until the GCS forgets
 //! it, so membership is decided by the `ALIVE` state, not by presence.
 
-use crate::source::{HttpUrl, Report, symbol};
+use crate::source::{AbortOnDrop, HttpUrl, Report, symbol};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Request;
 use hyper::body::Bytes;
@@ -766,15 +766,6 @@ impl Ray {
             stdout,
             stderr,
         })
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

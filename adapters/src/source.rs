@@ -188,6 +188,16 @@ impl Staleness {
     }
 }
 
+/// A task that is aborted when this is dropped: a connection driven beside what uses it,
+/// stopped with it.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
