@@ -35,6 +35,7 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
+use vigil_adapters::source::HttpUrl;
 
 /// How much of a file is read (or written) at a time.
 const CHUNK: usize = 256 * 1024;
@@ -152,38 +153,25 @@ struct Url {
 
 impl Url {
     fn parse(text: &str) -> Result<Url> {
-        let Some(rest) = text.strip_prefix("http://") else {
-            bail!(
-                "`{text}` is not an http:// URL (https is not spoken here: fetch the file with curl, then push it)"
-            );
-        };
-        let (authority, target) = match rest.find(['/', '?']) {
-            Some(at) => (&rest[..at], &rest[at..]),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() || authority.contains('@') {
-            bail!("`{text}` is not a URL of the form http://HOST[:PORT]/PATH");
-        }
-        let target = target.split('#').next().unwrap_or_default();
-        let target = if target.starts_with('?') {
-            format!("/{target}")
-        } else if target.is_empty() {
-            "/".to_string()
+        let url = HttpUrl::parse(
+            text,
+            "not an http:// URL (https is not spoken here: fetch the file with curl, then push it)",
+        )
+        .map_err(|reason| anyhow!("`{text}`: {reason}"))?;
+        let address = if url.host.contains(':') {
+            format!("[{}]:{}", url.host, url.port)
         } else {
-            target.to_string()
+            format!("{}:{}", url.host, url.port)
         };
-        let has_port = match authority.rfind(']') {
-            Some(bracket) => authority[bracket..].contains(':'),
-            None => authority.contains(':'),
+        let target = match url.uri.path_and_query().map(|path| path.as_str()) {
+            Some(path) if path.starts_with('/') => path.to_string(),
+            Some(path) => format!("/{path}"),
+            None => "/".to_string(),
         };
         Ok(Url {
             text: text.to_string(),
-            address: if has_port {
-                authority.to_string()
-            } else {
-                format!("{authority}:80")
-            },
-            host: authority.to_string(),
+            address,
+            host: url.authority,
             target,
         })
     }
@@ -892,8 +880,15 @@ mod tests {
         let url = Url::parse("http://mirror.lan:8080/dumps/a.zim?x=1#top").unwrap();
         assert_eq!(url.target, "/dumps/a.zim?x=1");
         assert_eq!(url.host, "mirror.lan:8080");
-        assert!(Url::parse("https://example.org/").is_err());
+        let url = Url::parse("http://[::1]:7070/").unwrap();
+        assert_eq!(url.address, "[::1]:7070");
+        assert_eq!(url.host, "[::1]:7070");
+        let url = Url::parse("http://vigil.lan?x=1").unwrap();
+        assert_eq!(url.target, "/?x=1");
+        let error = Url::parse("https://example.org/").unwrap_err().to_string();
+        assert!(error.contains("https is not spoken here"), "{error}");
         assert!(Url::parse("http:///x").is_err());
+        assert!(Url::parse("http://user@vigil.lan/").is_err());
     }
 
     #[tokio::test]
