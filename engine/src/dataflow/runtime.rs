@@ -1,6 +1,8 @@
 //! Running a planned program on timely workers.
 //!
-//! An interactive [`Runtime`] owns worker threads, each running the same dataflows. The caller
+//! An interactive [`Runtime`] runs the program's dataflows on one worker or several. One worker
+//! runs on the caller's thread: a transaction feeds its inputs and steps it in place, crossing
+//! no thread. Several run on threads of their own, each with the same dataflows, and the caller
 //! talks to them through channels: a transaction is sent to every worker (its updates only to
 //! worker 0, which feeds them into the inputs; the others only advance their inputs, which every
 //! worker must do for the frontier to move), and every worker steps until the transaction's time
@@ -48,152 +50,110 @@ enum Command<R> {
 
 /// A running dataflow and the current contents of every relation.
 pub struct Runtime<R: Row> {
-    senders: Vec<Sender<Command<R>>>,
-    replies: Receiver<Result<Updates<R>, String>>,
-    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+    workers: Workers<R>,
     /// The last completed time.
     time: Time,
     contents: Vec<FxHashSet<R>>,
     inputs: Vec<FxHashSet<R>>,
 }
 
+/// Where the dataflows run.
+enum Workers<R: Row> {
+    /// One worker, stepped on the caller's thread: a transaction crosses no thread, and every
+    /// allocation of the dataflow is the caller's.
+    Inline(Box<Inline<R>>),
+    /// Worker threads, driven through channels.
+    Threads {
+        senders: Vec<Sender<Command<R>>>,
+        replies: Receiver<Result<Updates<R>, String>>,
+        guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+    },
+    /// A worker failed; the runtime cannot be used any more.
+    Failed(Failure),
+}
+
+/// A timely worker on the caller's thread, and its dataflows.
+struct Inline<R: Row> {
+    // Dropped first: the dataflows' sessions and buffers before the worker that runs them.
+    stepper: Stepper<R>,
+    worker: timely::worker::Worker,
+}
+
+// SAFETY: a timely worker and its dataflows are `!Send` only because they share state through
+// `Rc` and `RefCell`. Every such pointer made here (the worker's own, the dataflows' operators,
+// arrangements and channels, and the sessions, buffers and frontiers of `Stepper`) is owned by
+// this value and never handed out: `Runtime` returns owned rows only. So all of them move
+// between threads together, and are used by one thread at a time. No cross-thread activator
+// (which would remember the thread) is ever made: the dataflows are fed by input sessions,
+// which activate through the worker's own, thread-agnostic activations.
+unsafe impl<R: Row> Send for Inline<R> {}
+
 /// A worker failure, as text; the runtime cannot be used after one.
 pub type Failure = String;
 
 impl<R: Row> Runtime<R> {
-    /// Starts `workers` worker threads running `program`, and completes time 0, at which the
-    /// program's facts are derived. Returns the runtime and the changes of time 0.
+    /// Starts `program` on `workers` workers (one runs on the caller's thread, more on threads
+    /// of their own), and completes time 0, at which the program's facts are derived. Returns
+    /// the runtime and the changes of time 0.
     pub fn start(
         program: Arc<ir::Program>,
         plan: Arc<Plan>,
         interner: Interner,
         workers: usize,
     ) -> Result<(Runtime<R>, Updates<R>), Failure> {
-        let workers = workers.max(1);
-        let mut senders = Vec::new();
-        let mut receivers = Vec::new();
-        for _ in 0..workers {
-            let (sender, receiver) = channel();
-            senders.push(sender);
-            receivers.push(Some(receiver));
-        }
-        let receivers = Mutex::new(receivers);
-        let (reply_sender, replies) = channel();
-        let reply_sender = Mutex::new(Some(reply_sender));
-        let config = if workers == 1 {
-            timely::Config::thread()
-        } else {
-            timely::Config::process(workers)
-        };
         let relation_count = program.relations.len();
-        let guards = timely::execute(config, move |worker| {
-            let index = worker.index();
-            let receiver = receivers.lock().map(|mut r| r[index].take()).ok().flatten();
-            let reply = if index == 0 {
-                reply_sender.lock().ok().and_then(|mut s| s.take())
-            } else {
-                None
-            };
-            let Some(receiver) = receiver else { return };
-            // With one worker, each stratum (or set of rules) is a dataflow of its own, advanced
-            // only when what it reads changed; with more, every worker must advance every input
-            // at every time, and the whole program is one dataflow.
-            let prune = worker.peers() == 1;
-            let partition = build::partition(&program, &plan, prune);
-            let mut parts: Vec<Part<R>> = partition
-                .groups
-                .iter()
-                .map(|group| construct(worker, &program, &plan, &interner, group, &|_| true))
-                .collect();
-            if index == 0 {
-                for part in &mut parts {
-                    part.unit.insert(R::default());
-                }
-            }
-            // Which sources a group reads: their changes are kept for it.
-            let mut read = vec![false; partition.sources];
-            for group in &partition.groups {
-                for &source in &group.reads {
-                    read[source] = true;
-                }
-            }
-            let mut time: Time = 0;
-            let mut updates: Updates<R> = Vec::new();
-            loop {
-                time += 1;
-                // Changes of this time by relation: written, and then derived part by part.
-                let mut written: Vec<Vec<(R, isize)>> = vec![Vec::new(); relation_count];
-                for (relation, row, diff) in updates {
-                    written[relation].push((row, diff));
-                }
-                let mut changes: Vec<Vec<(R, isize)>> = vec![Vec::new(); partition.sources];
-                let mut passed = Vec::new();
-                for &relation in &partition.passthrough {
-                    let mut rows = std::mem::take(&mut written[relation]);
-                    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                    passed.extend(
-                        rows.iter()
-                            .map(|(row, diff)| (relation, row.clone(), *diff)),
-                    );
-                    if read[relation] {
-                        changes[relation] = rows;
-                    }
-                }
-                // The changes of every relation, for the reply; derived ones are moved, not
-                // copied, unless a later group reads them.
-                let mut all: Updates<R> = Vec::new();
-                for part in &mut parts {
-                    let fed = part.feed(&written, &changes);
-                    if prune && !fed && time > 1 {
-                        continue;
-                    }
-                    part.advance(time);
-                    worker.step_while(|| before(&part.frontier, time));
-                    let mut derived = std::mem::take(&mut *part.buffer.borrow_mut());
-                    consolidate(&mut derived);
-                    for (source, row, diff) in &derived {
-                        if read[*source] {
-                            changes[*source].push((row.clone(), *diff));
-                        }
-                    }
-                    derived.retain(|(source, _, _)| *source < relation_count);
-                    if all.is_empty() {
-                        all = derived;
-                    } else {
-                        all.append(&mut derived);
-                    }
-                }
-                all.append(&mut passed);
-                if let Some(reply) = &reply {
-                    let _ = reply.send(Ok(all));
-                }
-                match receive_soon(&receiver) {
-                    Some(Command::Apply(next)) => updates = next,
-                    None => break,
-                }
-            }
-        })?;
+        let workers = if workers <= 1 {
+            let alloc = timely::communication::Allocator::Thread(Default::default());
+            let mut worker = timely::worker::Worker::new(
+                timely::WorkerConfig::default(),
+                alloc,
+                Some(std::time::Instant::now()),
+            );
+            let stepper = Stepper::new(&mut worker, &program, &plan, &interner);
+            Workers::Inline(Box::new(Inline { stepper, worker }))
+        } else {
+            threads(program, plan, interner, workers)?
+        };
         let mut runtime = Runtime {
-            senders,
-            replies,
-            guards: Some(guards),
+            workers,
             time: 0,
             contents: vec![FxHashSet::default(); relation_count],
             inputs: vec![FxHashSet::default(); relation_count],
         };
-        let changes = runtime.receive()?;
+        let changes = runtime.complete(Vec::new())?;
         Ok((runtime, changes))
     }
 
-    fn receive(&mut self) -> Result<Updates<R>, Failure> {
-        let changes = match receive_soon(&self.replies) {
-            Some(reply) => Ok(reply),
-            None => Err(std::sync::mpsc::RecvError),
-        };
-        let changes = match changes {
-            Ok(Ok(changes)) => changes,
-            Ok(Err(failure)) => return Err(failure),
-            Err(_) => return Err(self.failure()),
+    /// Completes the next time with `updates`, and takes in the changes it made.
+    fn complete(&mut self, updates: Updates<R>) -> Result<Updates<R>, Failure> {
+        let changes = match &mut self.workers {
+            Workers::Inline(inline) => {
+                let Inline { stepper, worker } = &mut **inline;
+                let step = std::panic::AssertUnwindSafe(|| stepper.complete(worker, updates));
+                match std::panic::catch_unwind(step) {
+                    Ok(changes) => changes,
+                    Err(panic) => {
+                        let failure = format!("the dataflow worker failed: {}", panic_text(&panic));
+                        self.workers = Workers::Failed(failure.clone());
+                        return Err(failure);
+                    }
+                }
+            }
+            Workers::Threads {
+                senders, replies, ..
+            } => {
+                let mut updates = Some(updates);
+                let sent = senders.iter().all(|sender| {
+                    let batch = updates.take().unwrap_or_default();
+                    sender.send(Command::Apply(batch)).is_ok()
+                });
+                match sent.then(|| receive_soon(replies)).flatten() {
+                    Some(Ok(changes)) => changes,
+                    Some(Err(failure)) => return Err(failure),
+                    None => return Err(self.failure()),
+                }
+            }
+            Workers::Failed(failure) => return Err(failure.clone()),
         };
         for (relation, row, diff) in &changes {
             let table = &mut self.contents[*relation];
@@ -206,17 +166,25 @@ impl<R: Row> Runtime<R> {
         Ok(changes)
     }
 
-    /// What a worker that stopped said, if it panicked.
+    /// What a worker thread that stopped said, if it panicked; the runtime is failed after.
     fn failure(&mut self) -> Failure {
-        self.senders.clear();
-        if let Some(guards) = self.guards.take() {
-            for result in guards.join() {
-                if let Err(message) = result {
-                    return format!("a dataflow worker failed: {message}");
+        let mut failure = "the dataflow workers stopped".to_string();
+        if let Workers::Threads {
+            senders, guards, ..
+        } = &mut self.workers
+        {
+            senders.clear();
+            if let Some(guards) = guards.take() {
+                for result in guards.join() {
+                    if let Err(message) = result {
+                        failure = format!("a dataflow worker failed: {message}");
+                        break;
+                    }
                 }
             }
         }
-        "the dataflow workers stopped".to_string()
+        self.workers = Workers::Failed(failure.clone());
+        failure
     }
 
     /// Applies net input updates (each must change its input: an insert of an absent tuple or a
@@ -230,14 +198,7 @@ impl<R: Row> Runtime<R> {
                 input.remove(row);
             }
         }
-        let mut updates = Some(updates);
-        for sender in &self.senders {
-            let batch = updates.take().unwrap_or_default();
-            if sender.send(Command::Apply(batch)).is_err() {
-                return Err(self.failure());
-            }
-        }
-        let changes = self.receive()?;
+        let changes = self.complete(updates)?;
         self.time += 1;
         Ok(changes)
     }
@@ -257,11 +218,174 @@ impl<R: Row> Runtime<R> {
 
 impl<R: Row> Drop for Runtime<R> {
     fn drop(&mut self) {
-        // Closing the channels ends the workers' loops; then wait for them.
-        self.senders.clear();
-        if let Some(guards) = self.guards.take() {
-            drop(guards.join());
+        // Closing the channels ends the worker threads' loops; then wait for them.
+        if let Workers::Threads {
+            senders, guards, ..
+        } = &mut self.workers
+        {
+            senders.clear();
+            if let Some(guards) = guards.take() {
+                drop(guards.join());
+            }
         }
+    }
+}
+
+/// The message of a panic's payload.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic".to_string()
+    }
+}
+
+/// Starts `workers` worker threads running the whole program as one dataflow. Each waits for
+/// the next transaction, completes it, and worker 0 sends back the changes.
+fn threads<R: Row>(
+    program: Arc<ir::Program>,
+    plan: Arc<Plan>,
+    interner: Interner,
+    workers: usize,
+) -> Result<Workers<R>, Failure> {
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..workers {
+        let (sender, receiver) = channel();
+        senders.push(sender);
+        receivers.push(Some(receiver));
+    }
+    let receivers = Mutex::new(receivers);
+    let (reply_sender, replies) = channel();
+    let reply_sender = Mutex::new(Some(reply_sender));
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let receiver = receivers.lock().map(|mut r| r[index].take()).ok().flatten();
+        let reply = if index == 0 {
+            reply_sender.lock().ok().and_then(|mut s| s.take())
+        } else {
+            None
+        };
+        let Some(receiver) = receiver else { return };
+        let mut stepper = Stepper::new(worker, &program, &plan, &interner);
+        while let Some(Command::Apply(updates)) = receive_soon(&receiver) {
+            let changes = stepper.complete(worker, updates);
+            if let Some(reply) = &reply {
+                let _ = reply.send(Ok(changes));
+            }
+        }
+    })?;
+    Ok(Workers::Threads {
+        senders,
+        replies,
+        guards: Some(guards),
+    })
+}
+
+/// The dataflows of one worker, and how a transaction goes through them.
+///
+/// With one worker, each stratum (or set of rules) is a dataflow of its own, advanced only
+/// when what it reads changed; with more, every worker must advance every input at every time,
+/// and the whole program is one dataflow.
+struct Stepper<R: Row> {
+    parts: Vec<Part<R>>,
+    partition: build::Partition,
+    /// Which sources some group reads: their changes are kept for it.
+    read: Vec<bool>,
+    relation_count: usize,
+    /// Whether a part whose inputs did not change may be left behind.
+    prune: bool,
+    /// The time being completed.
+    time: Time,
+}
+
+impl<R: Row> Stepper<R> {
+    fn new(
+        worker: &mut timely::worker::Worker,
+        program: &ir::Program,
+        plan: &Plan,
+        interner: &Interner,
+    ) -> Stepper<R> {
+        let prune = worker.peers() == 1;
+        let partition = build::partition(program, plan, prune);
+        let mut parts: Vec<Part<R>> = partition
+            .groups
+            .iter()
+            .map(|group| construct(worker, program, plan, interner, group, &|_| true))
+            .collect();
+        if worker.index() == 0 {
+            for part in &mut parts {
+                part.unit.insert(R::default());
+            }
+        }
+        let mut read = vec![false; partition.sources];
+        for group in &partition.groups {
+            for &source in &group.reads {
+                read[source] = true;
+            }
+        }
+        Stepper {
+            parts,
+            partition,
+            read,
+            relation_count: program.relations.len(),
+            prune,
+            time: 0,
+        }
+    }
+
+    /// Feeds `updates` in at the next time, steps until that time is complete, and returns
+    /// the changes of every relation (at worker 0; other workers return none).
+    fn complete(&mut self, worker: &mut timely::worker::Worker, updates: Updates<R>) -> Updates<R> {
+        self.time += 1;
+        let time = self.time;
+        let (read, relation_count) = (&self.read, self.relation_count);
+        // Changes of this time by relation: written, and then derived part by part.
+        let mut written: Vec<Vec<(R, isize)>> = vec![Vec::new(); relation_count];
+        for (relation, row, diff) in updates {
+            written[relation].push((row, diff));
+        }
+        let mut changes: Vec<Vec<(R, isize)>> = vec![Vec::new(); self.partition.sources];
+        let mut passed = Vec::new();
+        for &relation in &self.partition.passthrough {
+            let mut rows = std::mem::take(&mut written[relation]);
+            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            passed.extend(
+                rows.iter()
+                    .map(|(row, diff)| (relation, row.clone(), *diff)),
+            );
+            if read[relation] {
+                changes[relation] = rows;
+            }
+        }
+        // The changes of every relation, for the reply; derived ones are moved, not copied,
+        // unless a later group reads them.
+        let mut all: Updates<R> = Vec::new();
+        for part in &mut self.parts {
+            let fed = part.feed(&written, &changes);
+            if self.prune && !fed && time > 1 {
+                continue;
+            }
+            part.advance(time);
+            worker.step_while(|| before(&part.frontier, time));
+            let mut derived = std::mem::take(&mut *part.buffer.borrow_mut());
+            consolidate(&mut derived);
+            for (source, row, diff) in &derived {
+                if read[*source] {
+                    changes[*source].push((row.clone(), *diff));
+                }
+            }
+            derived.retain(|(source, _, _)| *source < relation_count);
+            if all.is_empty() {
+                all = derived;
+            } else {
+                all.append(&mut derived);
+            }
+        }
+        all.append(&mut passed);
+        all
     }
 }
 
@@ -531,4 +655,61 @@ pub fn run_batch<R: Row>(
         }
     }
     Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Engine, Options, Value};
+
+    const CLOSURE: &str = "
+        .decl edge(x: number, y: number)
+        .input edge
+        .decl path(x: number, y: number)
+        .output path
+        path(x, y) :- edge(x, y).
+        path(x, z) :- path(x, y), edge(y, z).
+        .decl unreached(x: number)
+        .output unreached
+        unreached(y) :- edge(_, y), !path(0, y).
+    ";
+
+    fn insert(engine: &mut Engine, x: i64, y: i64) {
+        let mut transaction = engine.transaction();
+        transaction
+            .insert("edge", &[Value::Number(x), Value::Number(y)])
+            .unwrap();
+        transaction.commit().unwrap();
+    }
+
+    /// One worker runs on the thread that commits; an engine built on one thread keeps working
+    /// on others it is moved to, as the daemon's does.
+    #[test]
+    fn an_inline_worker_moves_between_threads_with_its_engine() {
+        fn send<T: Send>(value: T) -> T {
+            value
+        }
+        let program = crate::compile_source("closure.dl", CLOSURE).unwrap();
+        let mut engine = send(Engine::new(program, Options { workers: 1 }).unwrap());
+        insert(&mut engine, 0, 1);
+        let mut engine = std::thread::spawn(move || {
+            insert(&mut engine, 1, 2);
+            insert(&mut engine, 5, 6);
+            engine
+        })
+        .join()
+        .unwrap();
+        assert_eq!(engine.len("path").unwrap(), 4);
+        let mut engine = std::thread::spawn(move || {
+            insert(&mut engine, 2, 5);
+            engine
+        })
+        .join()
+        .unwrap();
+        // 0->1, 1->2, 2->5, 5->6, 0->2, 0->5, 0->6, 1->5, 1->6, 2->6.
+        assert_eq!(engine.len("path").unwrap(), 10);
+        assert_eq!(engine.len("unreached").unwrap(), 0);
+        insert(&mut engine, 7, 8);
+        assert_eq!(engine.len("unreached").unwrap(), 1);
+        assert_eq!(engine.len("path").unwrap(), 11);
+    }
 }
