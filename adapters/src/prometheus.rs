@@ -54,18 +54,12 @@
 //! Caveat: a source starts with no memory, so a level row of an unkeyed relation that a
 //! previous run reported (and the journal kept) is not retracted by this one.
 
-use crate::source::{AbortOnDrop, Backoff, HttpUrl, Malformed, Report, Staleness};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::Request;
-use hyper::body::Bytes;
-use hyper::header::{ACCEPT, HOST, USER_AGENT};
-use hyper_util::rt::TokioIo;
+use crate::source::{Backoff, GetFailure, HttpUrl, Malformed, Report, Staleness, get_once};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use vigil_engine::Value;
@@ -822,50 +816,27 @@ pub async fn scrape(
 
 async fn fetch(endpoint: &Endpoint, limit: usize) -> Result<String, PrometheusError> {
     let url = || endpoint.url.clone();
-    let http = |error: &dyn std::fmt::Display| PrometheusError::Http {
-        url: url(),
-        reason: error.to_string(),
+    let failed = |failure| match failure {
+        GetFailure::Connect(reason) => PrometheusError::Connect { url: url(), reason },
+        GetFailure::Http(reason) => PrometheusError::Http { url: url(), reason },
+        GetFailure::TooLarge => PrometheusError::TooLarge { url: url(), limit },
     };
-    let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+    let target = (
+        endpoint.host.as_str(),
+        endpoint.port,
+        endpoint.authority.as_str(),
+    );
+    let accept = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
+    let answer = get_once(target, &endpoint.path, accept)
         .await
-        .map_err(|error| PrometheusError::Connect {
-            url: url(),
-            reason: error.to_string(),
-        })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| http(&error))?;
-    // The connection is driven beside the request, and dropped with it.
-    let _connection = AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
-    let request = Request::get(endpoint.path.as_str())
-        .header(HOST, endpoint.authority.as_str())
-        .header(ACCEPT, "text/plain;version=0.0.4;q=1,*/*;q=0.1")
-        .header(USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
-        .body(Empty::<Bytes>::new())
-        .map_err(|error| http(&error))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|error| http(&error))?;
-    if !response.status().is_success() {
+        .map_err(failed)?;
+    if !answer.status.is_success() {
         return Err(PrometheusError::Status {
             url: url(),
-            status: response.status().as_u16(),
+            status: answer.status.as_u16(),
         });
     }
-    let body = Limited::new(response.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|error| {
-            if error.is::<http_body_util::LengthLimitError>() {
-                PrometheusError::TooLarge { url: url(), limit }
-            } else {
-                http(&error)
-            }
-        })?
-        .to_bytes();
+    let body = answer.body(limit).await.map_err(failed)?;
     String::from_utf8(body.to_vec()).map_err(|_| PrometheusError::NotText { url: url() })
 }
 

@@ -48,18 +48,12 @@
 //! the head's. A dead node stays in the dashboard's list (state `DEAD`) until the GCS forgets
 //! it, so membership is decided by the `ALIVE` state, not by presence.
 
-use crate::source::{AbortOnDrop, HttpUrl, Report, symbol};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::Request;
-use hyper::body::Bytes;
-use hyper::header::{ACCEPT, HOST, USER_AGENT};
-use hyper_util::rt::TokioIo;
+use crate::source::{GetFailure, HttpUrl, Report, get_once, symbol};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// The relation that membership feeds.
 pub const RELATION: &str = "ray_worker";
@@ -629,49 +623,31 @@ impl Ray {
     }
 
     async fn get(&self, url: &str, path: &str) -> Result<Vec<u8>, RayError> {
-        let http = |error: &dyn fmt::Display| RayError::Http {
-            url: url.into(),
-            reason: error.to_string(),
-        };
-        let stream = TcpStream::connect((self.dashboard.host.as_str(), self.dashboard.port))
-            .await
-            .map_err(|error| RayError::Connect {
+        let failed = |failure| match failure {
+            GetFailure::Connect(reason) => RayError::Connect {
                 url: url.into(),
-                reason: error.to_string(),
-            })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                reason,
+            },
+            GetFailure::Http(reason) => RayError::Http {
+                url: url.into(),
+                reason,
+            },
+            GetFailure::TooLarge => RayError::Http {
+                url: url.into(),
+                reason: format!("the answer is over {MAX_ANSWER_BYTES} bytes"),
+            },
+        };
+        let dashboard = &self.dashboard;
+        let target = (
+            dashboard.host.as_str(),
+            dashboard.port,
+            dashboard.authority.as_str(),
+        );
+        let answer = get_once(target, path, "application/json")
             .await
-            .map_err(|error| http(&error))?;
-        // The connection is driven beside the request, and ends with it.
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let _driver = AbortOnDrop(driver);
-        let request = Request::get(path)
-            .header(HOST, self.dashboard.authority.as_str())
-            .header(ACCEPT, "application/json")
-            .header(USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
-            .body(Empty::<Bytes>::new())
-            .map_err(|error| http(&error))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|error| http(&error))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|error| {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    RayError::Http {
-                        url: url.into(),
-                        reason: format!("the answer is over {MAX_ANSWER_BYTES} bytes"),
-                    }
-                } else {
-                    http(&error)
-                }
-            })?
-            .to_bytes();
+            .map_err(failed)?;
+        let status = answer.status;
+        let body = answer.body(MAX_ANSWER_BYTES).await.map_err(failed)?;
         if !status.is_success() {
             return Err(RayError::Status {
                 url: url.into(),

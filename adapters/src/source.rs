@@ -198,6 +198,78 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Why a one-shot GET failed, for the caller to word in its own errors.
+pub(crate) enum GetFailure {
+    /// No TCP connection.
+    Connect(String),
+    /// The HTTP exchange failed: the handshake, the request or the body.
+    Http(String),
+    /// The body is over the caller's limit.
+    TooLarge,
+}
+
+/// The answer to a one-shot GET: its status, and its body still to read, on the connection
+/// that is driven until the answer is dropped.
+pub(crate) struct Answer {
+    pub(crate) status: hyper::StatusCode,
+    body: hyper::body::Incoming,
+    _connection: AbortOnDrop,
+}
+
+impl Answer {
+    /// Reads the body, refusing one over `limit` bytes.
+    pub(crate) async fn body(self, limit: usize) -> Result<hyper::body::Bytes, GetFailure> {
+        use http_body_util::BodyExt;
+        let collected = http_body_util::Limited::new(self.body, limit)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    GetFailure::TooLarge
+                } else {
+                    GetFailure::Http(error.to_string())
+                }
+            })?;
+        Ok(collected.to_bytes())
+    }
+}
+
+/// Sends `GET path` with `Accept: accept` on a connection of its own to `host` and `port`
+/// (`authority` goes into `Host`), and answers once the status has arrived.
+pub(crate) async fn get_once(
+    (host, port, authority): (&str, u16, &str),
+    path: &str,
+    accept: &str,
+) -> Result<Answer, GetFailure> {
+    use hyper::header::{ACCEPT, HOST, USER_AGENT};
+    let http = |error: &dyn fmt::Display| GetFailure::Http(error.to_string());
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|error| GetFailure::Connect(error.to_string()))?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|error| http(&error))?;
+    let connection = AbortOnDrop(tokio::spawn(async move {
+        let _ = connection.await;
+    }));
+    let request = hyper::Request::get(path)
+        .header(HOST, authority)
+        .header(ACCEPT, accept)
+        .header(USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .map_err(|error| http(&error))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|error| http(&error))?;
+    Ok(Answer {
+        status: response.status(),
+        body: response.into_body(),
+        _connection: connection,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
