@@ -158,11 +158,7 @@ impl Url {
             "not an http:// URL (https is not spoken here: fetch the file with curl, then push it)",
         )
         .map_err(|reason| anyhow!("`{text}`: {reason}"))?;
-        let address = if url.host.contains(':') {
-            format!("[{}]:{}", url.host, url.port)
-        } else {
-            format!("{}:{}", url.host, url.port)
-        };
+        let address = url.address();
         let target = match url.uri.path_and_query().map(|path| path.as_str()) {
             Some(path) if path.starts_with('/') => path.to_string(),
             Some(path) => format!("/{path}"),

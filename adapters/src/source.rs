@@ -355,4 +355,13 @@ impl HttpUrl {
             uri,
         })
     }
+
+    /// `host:port`, to connect to (an IPv6 host in brackets).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }

@@ -25,7 +25,7 @@
 use super::Failure;
 use super::backend::{ActionLine, Backend, Clock, Delta, Rows, Write};
 use super::schema::Schema;
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
@@ -36,6 +36,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
+use vigil_adapters::source::HttpUrl;
 use vigil_engine::query::{Atom, Change, Term};
 use vigil_engine::trace::{Entry, Field};
 use vigil_engine::{Op, Tuple, Value, format_fields};
@@ -59,39 +60,25 @@ struct Endpoint {
 
 impl Endpoint {
     fn parse(url: &str) -> Result<Endpoint> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            if url.starts_with("https://") {
-                bail!(
-                    "`{url}`: only http:// URLs are supported, not https:// (vigil serve speaks plain HTTP; reach a remote daemon through an SSH tunnel or a TLS-terminating proxy on this machine)"
-                );
-            }
+        const USAGE: &str = "--connect takes http://HOST:PORT, like http://127.0.0.1:7070";
+        if url.starts_with("https://") {
             bail!(
-                "`{url}` is not an http:// URL: --connect takes http://HOST:PORT, like http://127.0.0.1:7070"
-            );
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, ""),
-        };
-        if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
-            bail!(
-                "`{url}` is not a daemon's URL: --connect takes http://HOST:PORT, like http://127.0.0.1:7070"
+                "`{url}`: only http:// URLs are supported, not https:// (vigil serve speaks plain HTTP; reach a remote daemon through an SSH tunnel or a TLS-terminating proxy on this machine)"
             );
         }
-        let has_port = match authority.rfind(']') {
-            Some(bracket) => authority[bracket..].contains(':'),
-            None => authority.contains(':'),
-        };
-        let address = if has_port {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
+        if !url.starts_with("http://") {
+            bail!("`{url}` is not an http:// URL: {USAGE}");
+        }
+        let parsed = HttpUrl::parse(url, "not an http:// URL")
+            .map_err(|reason| anyhow!("`{url}` is not a daemon's URL ({reason}): {USAGE}"))?;
+        if parsed.uri.query().is_some() || url.contains('#') {
+            bail!("`{url}` is not a daemon's URL (a query or fragment): {USAGE}");
+        }
         Ok(Endpoint {
             url: url.trim_end_matches('/').to_string(),
-            address,
-            host: authority.to_string(),
-            base: path.trim_end_matches('/').to_string(),
+            address: parsed.address(),
+            host: parsed.authority.clone(),
+            base: parsed.uri.path().trim_end_matches('/').to_string(),
         })
     }
 }
