@@ -449,18 +449,26 @@ impl State {
         entry.time = Some(now);
         entry.whatif = false;
         let record = Record { time, entry };
-        self.journal
-            .append(&record)
+        // The frame is written now and synced while the engine commits.
+        let syncing = self
+            .journal
+            .begin_append(&record)
             .map_err(|error| Refusal::Failed(format!("{error:#}")))?;
         let changes = match record.entry.apply(&mut self.engine) {
             Ok(changes) => changes,
             Err(error) => {
-                // The record is durable and valid: only the dataflow itself can fail here,
+                // The record is valid and written: only the dataflow itself can fail here,
                 // and a restart replays the record.
                 eprintln!("error: the engine failed after journaling logical time {time}: {error}");
                 std::process::exit(70);
             }
         };
+        if let Err(error) = syncing.wait() {
+            // Committed but not durable: it cannot be taken back, nor acknowledged. A restart
+            // replays what the disk holds.
+            eprintln!("error: logical time {time} was committed but not made durable: {error:#}");
+            std::process::exit(74);
+        }
         self.kept.push(record);
         if let Some(observer) = observer {
             observer(&changes, &self.engine);

@@ -12,7 +12,10 @@
 //! | 32 | BLAKE3 hash of the payload |
 //! | n | payload: a MessagePack [`Record`] |
 //!
-//! A frame is appended and `fsync`ed before the transaction is acknowledged. A crash can only
+//! A frame is appended and `fsync`ed before the transaction is acknowledged. The `fsync` runs
+//! on a thread of its own while the engine commits the transaction (the frame is written, and
+//! checked, first), so the two overlap; should it fail, the daemon stops instead of answering,
+//! since the commit cannot be taken back, and a restart replays what the disk holds. A crash can only
 //! tear the last frame; opening the journal truncates a torn tail with a warning. A frame that
 //! is damaged with more frames after it is not something a crash does: opening stops with an
 //! error that names its offset, unless the operator asks to truncate there. A damaged length
@@ -52,6 +55,30 @@ pub struct Journal {
     file: File,
     len: u64,
     records: u64,
+    /// The thread that syncs appended frames (started at the first append).
+    syncer: Option<std::sync::mpsc::Sender<SyncRequest>>,
+}
+
+/// A file to `fdatasync`, and where to say how it went.
+type SyncRequest = (File, std::sync::mpsc::Sender<std::io::Result<()>>);
+
+/// An appended frame on its way to the disk.
+#[must_use = "a frame is durable only once `wait` says so"]
+pub struct Syncing {
+    result: std::sync::mpsc::Receiver<std::io::Result<()>>,
+    path: PathBuf,
+}
+
+impl Syncing {
+    /// Waits until the frame is durable.
+    pub fn wait(self) -> Result<()> {
+        match self.result.recv() {
+            Ok(result) => {
+                result.with_context(|| format!("{}: cannot sync the journal", self.path.display()))
+            }
+            Err(_) => bail!("{}: the journal's sync thread stopped", self.path.display()),
+        }
+    }
 }
 
 /// What opening found besides the records.
@@ -149,6 +176,7 @@ impl Journal {
                 file,
                 len: header.len() as u64,
                 records: 0,
+                syncer: None,
             };
             return Ok((journal, Vec::new(), recovery));
         }
@@ -238,21 +266,53 @@ impl Journal {
             file,
             len: end as u64,
             records: records.len() as u64,
+            syncer: None,
         };
         Ok((journal, records, recovery))
     }
 
-    /// Appends a record and waits until it is on disk.
-    pub fn append(&mut self, record: &Record) -> Result<()> {
+    /// Writes `record`'s frame and starts syncing it on the journal's sync thread; the frame
+    /// is durable once [`Syncing::wait`] returns. A frame that cannot be written is an error
+    /// here, before anything depends on it.
+    pub fn begin_append(&mut self, record: &Record) -> Result<Syncing> {
         let payload = rmp_serde::to_vec_named(record).context("cannot encode a journal record")?;
         let bytes = frame(&payload);
-        self.file
-            .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("{}: cannot append to the journal", self.path.display()))?;
+        let cannot = || format!("{}: cannot append to the journal", self.path.display());
+        self.file.write_all(&bytes).with_context(cannot)?;
         self.len += bytes.len() as u64;
         self.records += 1;
-        Ok(())
+        let (done, result) = std::sync::mpsc::channel();
+        let file = self.file.try_clone().with_context(cannot)?;
+        let request = match self.syncer()?.send((file, done)) {
+            Ok(()) => None,
+            // The thread is gone (it cannot panic, but if it did): sync here.
+            Err(std::sync::mpsc::SendError((file, done))) => Some((file, done)),
+        };
+        if let Some((file, done)) = request {
+            self.syncer = None;
+            let _ = done.send(file.sync_data());
+        }
+        Ok(Syncing {
+            result,
+            path: self.path.clone(),
+        })
+    }
+
+    /// The sync thread's queue, starting the thread if need be.
+    fn syncer(&mut self) -> Result<&std::sync::mpsc::Sender<SyncRequest>> {
+        if self.syncer.is_none() {
+            let (requests, queue) = std::sync::mpsc::channel::<SyncRequest>();
+            std::thread::Builder::new()
+                .name("vigil-journal-sync".into())
+                .spawn(move || {
+                    for (file, done) in queue {
+                        let _ = done.send(file.sync_data());
+                    }
+                })
+                .context("cannot start the journal's sync thread")?;
+            self.syncer = Some(requests);
+        }
+        Ok(self.syncer.as_ref().expect("started above"))
     }
 
     /// The journal's size in bytes.
@@ -350,7 +410,7 @@ mod tests {
         let (mut journal, records, _) = Journal::open(path, None).unwrap();
         assert!(records.is_empty());
         for time in 1..=count {
-            journal.append(&record(time)).unwrap();
+            journal.begin_append(&record(time)).unwrap().wait().unwrap();
         }
     }
 
@@ -383,7 +443,7 @@ mod tests {
             assert_eq!(recovery.truncated, Some((last, cut - last)));
             assert_eq!(std::fs::metadata(&path).unwrap().len(), last);
             // Appending goes on from the truncation.
-            journal.append(&record(3)).unwrap();
+            journal.begin_append(&record(3)).unwrap().wait().unwrap();
             let (_, records, _) = Journal::open(&path, None).unwrap();
             assert_eq!(records.len(), 3);
         }
@@ -421,7 +481,7 @@ mod tests {
         let (mut journal, records, recovery) = Journal::open(&path, None).unwrap();
         assert_eq!(records, vec![record(1), record(2)]);
         assert_eq!(recovery.base, 0);
-        journal.append(&record(3)).unwrap();
+        journal.begin_append(&record(3)).unwrap().wait().unwrap();
         let (_, records, _) = Journal::open(&path, None).unwrap();
         assert_eq!(records.len(), 3);
     }
@@ -451,7 +511,7 @@ mod tests {
         written(&path, 4);
         let (mut journal, records, _) = Journal::open(&path, None).unwrap();
         journal.rewrite(2, &records[2..]).unwrap();
-        journal.append(&record(5)).unwrap();
+        journal.begin_append(&record(5)).unwrap().wait().unwrap();
         let (_, records, _) = Journal::open(&path, None).unwrap();
         assert_eq!(records, vec![record(3), record(4), record(5)]);
     }
