@@ -24,10 +24,11 @@
 //!   `vigil_engine::Engine` loaded with the same policy and facts (`Entry::apply`: no HTTP, no
 //!   JSON, no journal);
 //! - **journal append**: a journal-sized frame (128 bytes) appended and `fdatasync`ed in the
-//!   same directory, as the journal does for every transaction.
+//!   same directory, as the journal does for every transaction (on its sync thread, while the
+//!   engine commits).
 //!
 //! With the daemon's own accounting (`/metrics`: the time each transaction spent on the engine
-//! thread: check, journal append and sync, commit, change set), the report splits the mean HTTP
+//! thread: check, journal append, commit and the wait for the sync, change set), the report splits the mean HTTP
 //! latency into the engine thread and the rest (HTTP, JSON, the hand-offs between the tokio
 //! threads and the engine thread, loopback), shows the commit by kind of event and the fixed
 //! cost of a logical time (commits that only advance the clock, and empty ones), and checks
@@ -878,7 +879,7 @@ fn main() {
         engine_only.rows,
     );
     println!(
-        "\nWhere the mean one-event transaction over HTTP ({}) goes: {} on the daemon's engine thread (its `/metrics`: check, journal append + fsync, commit, change set), of which the commit alone is about {} and the journal's append + `fdatasync` about {} (measured apart, in this process); the other {} are HTTP, JSON, the hand-offs between tokio and the engine thread, and loopback.",
+        "\nWhere the mean one-event transaction over HTTP ({}) goes: {} on the daemon's engine thread (its `/metrics`: check, journal append, commit while the journal's sync thread runs the `fdatasync`, change set), of which the commit alone is about {} and an append + `fdatasync` about {} (measured apart, in this process; it overlaps the commit); the other {} are HTTP, JSON, the hand-offs between tokio and the engine thread, and loopback.",
         duration(http_mean),
         duration(engine_mean),
         duration(commit_mean),
