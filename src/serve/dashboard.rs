@@ -189,6 +189,9 @@ struct Inner {
 pub struct Board {
     /// The relations of [`SHOWN`] that the program has.
     shown: Vec<String>,
+    /// By relation of `shown`: its rows as JSON and whether they were cut short, as of the
+    /// last change set that touched it (only the engine thread uses it).
+    serialized: Mutex<Vec<Option<(String, bool)>>>,
     inner: Mutex<Inner>,
     /// The logical time of the latest state.
     latest: watch::Sender<u64>,
@@ -196,12 +199,13 @@ pub struct Board {
 
 impl Board {
     pub fn new(program: &vigil_engine::ir::Program) -> Board {
-        let shown = SHOWN
+        let shown: Vec<String> = SHOWN
             .iter()
             .filter(|name| program.relation(name).is_some())
             .map(ToString::to_string)
             .collect();
         Board {
+            serialized: Mutex::new(vec![None; shown.len()]),
             shown,
             inner: Mutex::new(Inner {
                 time: 0,
@@ -222,9 +226,11 @@ impl Board {
     /// Takes in a committed change set; called on the engine thread.
     pub fn observe(&self, changes: &ChangeSet, engine: &Engine) {
         let first = self.lock().time == 0;
-        let touched = |names: &[&str]| changes.relations().any(|r| names.contains(&r));
-        let shown: Vec<&str> = self.shown.iter().map(String::as_str).collect();
-        let relations = (first || touched(&shown)).then(|| self.read_relations(engine));
+        let changed: Vec<&str> = changes.relations().collect();
+        let touched: Vec<usize> = (0..self.shown.len())
+            .filter(|&index| first || changed.contains(&self.shown[index].as_str()))
+            .collect();
+        let relations = (!touched.is_empty()).then(|| self.read_relations(engine, &touched));
         let sample = power_sample(changes, engine);
         let decisions: Vec<Decision> = changes
             .of("action")
@@ -274,28 +280,37 @@ impl Board {
         self.latest.send_replace(changes.time);
     }
 
-    /// The rows of the shown relations, serialized, and the names of those cut short.
-    fn read_relations(&self, engine: &Engine) -> (Arc<str>, Vec<String>) {
-        let mut map = serde_json::Map::new();
-        let mut truncated = Vec::new();
-        for name in &self.shown {
-            let Ok(mut rows) = engine.read(name, &[]) else {
-                continue;
-            };
-            if rows.len() > ROWS_SHOWN {
+    /// The rows of the shown relations, serialized, and the names of those cut short; only
+    /// the relations `touched` (indices into `shown`) are read again.
+    fn read_relations(&self, engine: &Engine, touched: &[usize]) -> (Arc<str>, Vec<String>) {
+        let mut serialized = self.serialized.lock().unwrap_or_else(|p| p.into_inner());
+        for &index in touched {
+            serialized[index] = engine.read(&self.shown[index], &[]).ok().map(|mut rows| {
+                let cut = rows.len() > ROWS_SHOWN;
                 rows.truncate(ROWS_SHOWN);
+                let rows: Vec<Vec<Field>> = rows
+                    .into_iter()
+                    .map(|tuple| tuple.into_iter().map(|v| Field(Some(v))).collect())
+                    .collect();
+                let text = serde_json::to_string(&rows).unwrap_or_else(|_| "null".into());
+                (text, cut)
+            });
+        }
+        let mut text = String::from("{");
+        let mut truncated = Vec::new();
+        for (name, entry) in self.shown.iter().zip(serialized.iter()) {
+            let Some((rows, cut)) = entry else { continue };
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str(&serde_json::to_string(name).unwrap_or_default());
+            text.push(':');
+            text.push_str(rows);
+            if *cut {
                 truncated.push(name.clone());
             }
-            let rows: Vec<Vec<Field>> = rows
-                .into_iter()
-                .map(|tuple| tuple.into_iter().map(|v| Field(Some(v))).collect())
-                .collect();
-            map.insert(
-                name.clone(),
-                serde_json::to_value(rows).unwrap_or(serde_json::Value::Null),
-            );
         }
-        let text = serde_json::to_string(&map).unwrap_or_else(|_| "{}".into());
+        text.push('}');
         (Arc::from(text), truncated)
     }
 
