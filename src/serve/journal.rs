@@ -15,8 +15,9 @@
 //! A frame is appended and `fsync`ed before the transaction is acknowledged. The `fsync` runs
 //! on a thread of its own while the engine commits the transaction (the frame is written, and
 //! checked, first), so the two overlap; should it fail, the daemon stops instead of answering,
-//! since the commit cannot be taken back, and a restart replays what the disk holds. A crash can only
-//! tear the last frame; opening the journal truncates a torn tail with a warning. A frame that
+//! since the commit cannot be taken back, and a restart replays what the disk holds. A frame
+//! that cannot be written is cut off again, so the next one starts where it started. A crash
+//! can only tear the last frame; opening the journal truncates a torn tail with a warning. A frame that
 //! is damaged with more frames after it is not something a crash does: opening stops with an
 //! error that names its offset, unless the operator asks to truncate there. A damaged length
 //! that runs past the end of the file looks like a torn tail, so before a tail is dropped as
@@ -272,23 +273,28 @@ impl Journal {
     }
 
     /// Writes `record`'s frame and starts syncing it on the journal's sync thread; the frame
-    /// is durable once [`Syncing::wait`] returns. A frame that cannot be written is an error
-    /// here, before anything depends on it.
+    /// is durable once [`Syncing::wait`] returns. An error here leaves the journal as it was
+    /// (a frame written in part is cut off again), so the transaction can be refused.
     pub fn begin_append(&mut self, record: &Record) -> Result<Syncing> {
         let payload = rmp_serde::to_vec_named(record).context("cannot encode a journal record")?;
         let bytes = frame(&payload);
-        let cannot = || format!("{}: cannot append to the journal", self.path.display());
-        self.file.write_all(&bytes).with_context(cannot)?;
+        let path = self.path.display().to_string();
+        let cannot = || format!("{path}: cannot append to the journal");
+        // What can fail before the write, fails before it.
+        let file = self.file.try_clone().with_context(cannot)?;
+        self.syncer()?;
+        if let Err(error) = self.file.write_all(&bytes) {
+            // Best effort: if even this fails, opening the journal drops the torn tail.
+            let _ = self.file.set_len(self.len);
+            return Err(error).with_context(cannot);
+        }
         self.len += bytes.len() as u64;
         self.records += 1;
         let (done, result) = std::sync::mpsc::channel();
-        let file = self.file.try_clone().with_context(cannot)?;
-        let request = match self.syncer()?.send((file, done)) {
-            Ok(()) => None,
+        if let Some(syncer) = &self.syncer
+            && let Err(std::sync::mpsc::SendError((file, done))) = syncer.send((file, done))
+        {
             // The thread is gone (it cannot panic, but if it did): sync here.
-            Err(std::sync::mpsc::SendError((file, done))) => Some((file, done)),
-        };
-        if let Some((file, done)) = request {
             self.syncer = None;
             let _ = done.send(file.sync_data());
         }
@@ -298,8 +304,8 @@ impl Journal {
         })
     }
 
-    /// The sync thread's queue, starting the thread if need be.
-    fn syncer(&mut self) -> Result<&std::sync::mpsc::Sender<SyncRequest>> {
+    /// Starts the sync thread if it is not running.
+    fn syncer(&mut self) -> Result<()> {
         if self.syncer.is_none() {
             let (requests, queue) = std::sync::mpsc::channel::<SyncRequest>();
             std::thread::Builder::new()
@@ -312,7 +318,7 @@ impl Journal {
                 .context("cannot start the journal's sync thread")?;
             self.syncer = Some(requests);
         }
-        Ok(self.syncer.as_ref().expect("started above"))
+        Ok(())
     }
 
     /// The journal's size in bytes.

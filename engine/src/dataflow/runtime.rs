@@ -14,8 +14,8 @@
 //! So with one worker each stratum, or set of rules, is a dataflow of its own (see
 //! [`build::partition`]): a transaction visits them in order, feeds each the changes of what it
 //! reads, and advances only those that got any. A dataflow left behind stays at an earlier
-//! time, which is sound: nothing it reads changed since. With more workers the program is one dataflow, since
-//! only worker 0 knows what changed.
+//! time, which is sound: nothing it reads changed since. With more workers the program is one
+//! dataflow, since only worker 0 knows what changed.
 //!
 //! A batch run ([`run_batch`]) is the command-line evaluation: each worker, possibly in another
 //! process, feeds its share of the input, the inputs are closed, and worker 0 collects the final
@@ -65,7 +65,7 @@ enum Workers<R: Row> {
     /// Worker threads, driven through channels.
     Threads {
         senders: Vec<Sender<Command<R>>>,
-        replies: Receiver<Result<Updates<R>, String>>,
+        replies: Receiver<Updates<R>>,
         guards: Option<timely::communication::initialize::WorkerGuards<()>>,
     },
     /// A worker failed; the runtime cannot be used any more.
@@ -148,8 +148,7 @@ impl<R: Row> Runtime<R> {
                     sender.send(Command::Apply(batch)).is_ok()
                 });
                 match sent.then(|| receive_soon(replies)).flatten() {
-                    Some(Ok(changes)) => changes,
-                    Some(Err(failure)) => return Err(failure),
+                    Some(changes) => changes,
                     None => return Err(self.failure()),
                 }
             }
@@ -273,7 +272,7 @@ fn threads<R: Row>(
         while let Some(Command::Apply(updates)) = receive_soon(&receiver) {
             let changes = stepper.complete(worker, updates);
             if let Some(reply) = &reply {
-                let _ = reply.send(Ok(changes));
+                let _ = reply.send(changes);
             }
         }
     })?;
