@@ -113,6 +113,20 @@ fn until_outcome(daemon: &Daemon, id: &str, last: &str) -> Vec<String> {
     outcomes(daemon, id)
 }
 
+/// Waits until the `action_status` fact of the action has the state `state` (the outcome
+/// is fed back as a transaction of its own, after its journal line); returns its
+/// `[state, reason]` row.
+fn until_status(daemon: &Daemon, id: &str, state: &str) -> String {
+    let query = format!("action_status({id:?}, S, R, _)");
+    let prefix = format!("[{state:?},");
+    let mut rows = Vec::new();
+    until(&format!("action_status {id} {state}"), || {
+        rows = daemon.query(&query);
+        rows.len() == 1 && rows[0].starts_with(&prefix)
+    });
+    rows.remove(0)
+}
+
 const LIMITS: &str = "retry_s = 0.2\nretry_cap_s = 0.4\nattempts = 2\ndwell_s = 0\n";
 
 const WAKE: &str = r#"
@@ -181,10 +195,7 @@ fn a_needed_node_is_woken_until_it_is_up_and_the_wake_is_journaled() {
     );
     assert!(why.contains("requested(\"sdxl-batch\")"), "{why}");
     // The outcome is a fact of the engine.
-    assert_eq!(
-        daemon.query("action_status(\"wake:gaming\", S, _, _)"),
-        ["[\"succeeded\"]"]
-    );
+    until_status(&daemon, "wake:gaming", "succeeded");
     // The journal is on disk, one JSON line per record.
     let file = std::fs::read_to_string(dir.join("data/actions.jsonl")).unwrap();
     assert_eq!(file.lines().count(), lines.len());
@@ -258,10 +269,7 @@ fn dry_run_sends_nothing_and_journals_everything() {
     );
     let mut packet = [0u8; 256];
     assert!(socket.recv_from(&mut packet).is_err(), "a packet was sent");
-    assert_eq!(
-        daemon.query("action_status(\"wake:gaming\", S, _, _)"),
-        ["[\"dry-run\"]"]
-    );
+    until_status(&daemon, "wake:gaming", "dry-run");
     let output = daemon.stop();
     assert!(
         output.contains(&format!(
@@ -306,10 +314,7 @@ fn a_proxmox_start_reaches_proxmox_and_comes_back_as_a_fact() {
         .map(|r| r.path)
         .collect();
     assert_eq!(starts, ["/api2/json/nodes/pve1/qemu/101/status/start"]);
-    assert_eq!(
-        daemon.query("action_status(\"start:backup\", S, _, _)"),
-        ["[\"succeeded\"]"]
-    );
+    until_status(&daemon, "start:backup", "succeeded");
     daemon.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -331,10 +336,10 @@ fn a_proxmox_refusal_is_journaled_with_its_message_and_given_up() {
         .unwrap();
     let reason = failed["reason"].as_str().unwrap();
     assert!(reason.contains("locked"), "{reason}");
-    let status = daemon.query("action_status(\"start:backup\", S, R, _)");
+    let status = until_status(&daemon, "start:backup", "gave-up");
     assert!(
-        status[0].starts_with("[\"gave-up\",\"2 attempts; the last:"),
-        "{status:?}"
+        status.starts_with("[\"gave-up\",\"2 attempts; the last:"),
+        "{status}"
     );
     daemon.stop();
     let _ = std::fs::remove_dir_all(&dir);

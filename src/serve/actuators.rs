@@ -1099,13 +1099,14 @@ pub fn read_journal(dir: &Path, since: u64, limit: Option<usize>) -> Result<Vec<
         Err(error) => return Err(format!("{}: {error}", path.display())),
     };
     let mut lines = Vec::new();
+    let count = text.lines().count();
     for (number, text) in text.lines().enumerate() {
         if text.trim().is_empty() {
             continue;
         }
         // A torn last line (a crash while it was written) is not an action.
         let Ok(line) = serde_json::from_str::<Line>(text) else {
-            if number + 1 < text.lines().count() {
+            if number + 1 < count {
                 eprintln!(
                     "warning: {}:{}: not a journal line",
                     path.display(),
