@@ -557,6 +557,57 @@ fn a_torn_last_frame_is_dropped_with_a_warning() {
 }
 
 #[test]
+fn a_frame_that_cannot_be_written_whole_is_cut_off_and_its_transaction_refused() {
+    let txs = six();
+    let (dir, config, models) = written("full", &txs[..3], "");
+    let journal = journal_of(&dir);
+    let intact = std::fs::read(&journal).unwrap();
+    // The daemon again, allowed files of at most 20 bytes more than the journal holds (and
+    // with SIGXFSZ ignored, as `sh` passes it on through `exec`): the next frame, longer than
+    // that, is written in part and then the write fails, as on a full disk.
+    let limit = intact.len() + 20;
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize={limit} -- \"$0\" serve --config \"$1\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_vigil"))
+        .arg(&config);
+    let daemon = Daemon::spawn(command)
+        .unwrap_or_else(|failed| panic!("the daemon stopped: {}{}", failed.stdout, failed.stderr));
+    for attempt in 0..2 {
+        let (status, body) = daemon.json("POST", "/v1/transactions", &txs[3].json(4));
+        assert_eq!(status, 500, "attempt {attempt}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("journal.vj: cannot append to the journal"),
+            "attempt {attempt}: {body}"
+        );
+        // Nothing of it stays: not in the file, not in the views, not in the logical time.
+        let now = std::fs::read(&journal).unwrap();
+        assert!(
+            now == intact,
+            "attempt {attempt}: the journal holds {} bytes, {} before",
+            now.len(),
+            intact.len()
+        );
+        assert_holds(&daemon, &models[3], &format!("attempt {attempt}"));
+    }
+    daemon.stop();
+    // Restarted with room: no torn tail to drop, and the refused transaction goes through at
+    // the time it was refused at.
+    let daemon = Daemon::start(&config, &[]);
+    assert_holds(&daemon, &models[3], "restarted");
+    let (status, changes) = daemon.json("POST", "/v1/transactions", &txs[3].json(4));
+    assert_eq!(status, 200, "{changes}");
+    assert_eq!(changes["time"], 4);
+    let (_, stderr) = daemon.stop_with_stderr();
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn damage_before_the_tail_stops_start_up_until_the_operator_truncates() {
     let txs = six();
     let (dir, config, models) = written("flipped", &txs, "");

@@ -134,14 +134,20 @@ impl Daemon {
     }
 
     /// Starts `vigil serve ARGUMENTS...`; as [`Daemon::try_start`].
+    pub fn launch(arguments: &[&std::ffi::OsStr]) -> Result<Daemon, Failed> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        command.arg("serve").args(arguments);
+        Daemon::spawn(command)
+    }
+
+    /// Runs `command`, which starts `vigil serve` (directly, or through a wrapper that
+    /// `exec`s it); as [`Daemon::try_start`].
     #[expect(
         clippy::zombie_processes,
         reason = "the returned Daemon owns the child, and its Drop waits for it"
     )]
-    pub fn launch(arguments: &[&std::ffi::OsStr]) -> Result<Daemon, Failed> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .arg("serve")
-            .args(arguments)
+    pub fn spawn(mut command: Command) -> Result<Daemon, Failed> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
