@@ -28,20 +28,20 @@
 //!   engine commits).
 //!
 //! With the daemon's own accounting (`/metrics`: the time each transaction spent on the engine
-//! thread: check, journal append, commit and the wait for the sync, change set), the report splits the mean HTTP
-//! latency into the engine thread and the rest (HTTP, JSON, the hand-offs between the tokio
-//! threads and the engine thread, loopback), shows the commit by kind of event and the fixed
-//! cost of a logical time (commits that only advance the clock, and empty ones), and checks
-//! the target: one-event p99 over HTTP under 2 ms. A miss is reported, never a failure: the
-//! machine is noisy.
+//! thread: check, journal append, commit and the wait for the sync, change set), the report
+//! splits the mean HTTP latency into the engine thread and the rest (HTTP, JSON, the hand-offs
+//! between the tokio threads and the engine thread, loopback), shows the commit by kind of
+//! event and the fixed cost of a logical time (commits that only advance the clock, and empty
+//! ones), and checks the target: one-event p99 over HTTP under 2 ms. A miss is reported, never
+//! a failure: the machine is noisy.
 //!
 //! Every response is checked: status 200, and logical times that increase.
 //!
 //! `cargo bench --bench serve` runs the full benchmark (about a minute and a half on two
-//! cores); `-- --quick` (or `VIGIL_BENCH_QUICK=1`) a short run of about 15 s. Without `--bench`, which
-//! `cargo bench` passes and `cargo test --all-targets` does not, the binary does a tiny smoke run.
-//! `VIGIL_BENCH_DIR` puts the data directory elsewhere (e.g. on a tmpfs, to see the journal's
-//! share). Progress goes to stderr, the table to stdout.
+//! cores); `-- --quick` (or `VIGIL_BENCH_QUICK=1`) a short run of about 15 s. Without
+//! `--bench`, which `cargo bench` passes and `cargo test --all-targets` does not, the binary
+//! does a tiny smoke run. `VIGIL_BENCH_DIR` puts the data directory elsewhere (e.g. on a
+//! tmpfs, to see the journal's share). Progress goes to stderr, the table to stdout.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

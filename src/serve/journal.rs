@@ -17,11 +17,12 @@
 //! checked, first), so the two overlap; should it fail, the daemon stops instead of answering,
 //! since the commit cannot be taken back, and a restart replays what the disk holds. A frame
 //! that cannot be written is cut off again, so the next one starts where it started. A crash
-//! can only tear the last frame; opening the journal truncates a torn tail with a warning. A frame that
-//! is damaged with more frames after it is not something a crash does: opening stops with an
-//! error that names its offset, unless the operator asks to truncate there. A damaged length
-//! that runs past the end of the file looks like a torn tail, so before a tail is dropped as
-//! torn, the bytes after it are searched for a whole frame: finding one means damage.
+//! can only tear the last frame; opening the journal truncates a torn tail with a warning. A
+//! frame that is damaged with more frames after it is not something a crash does: opening
+//! stops with an error that names its offset, unless the operator asks to truncate there. A
+//! damaged length that runs past the end of the file looks like a torn tail, so before a tail
+//! is dropped as torn, the bytes after it are searched for a whole frame: finding one means
+//! damage.
 //!
 //! Snapshots bound the replay: a snapshot file holds the engine's inputs at a logical time
 //! ([`vigil_engine::snapshot::Snapshot`]), with the same magic-hash-payload layout; compaction
