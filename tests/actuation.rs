@@ -27,9 +27,8 @@ fn root() -> &'static Path {
 
 /// A scratch directory with a copy of the sample house's facts in `facts/`, whose
 /// `requested` workloads are `requested` and whose `running` ones leave out `stopped`.
-fn house(name: &str, requested: &[&str], stopped: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vigil-actuation-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn house(name: &str, requested: &[&str], stopped: &[&str]) -> daemon::Scratch {
+    let dir = daemon::Scratch::new(&format!("actuation-{name}"));
     let facts = dir.join("facts");
     std::fs::create_dir_all(&facts).unwrap();
     for entry in std::fs::read_dir(root().join("fixtures/homelab")).unwrap() {
@@ -229,7 +228,6 @@ fn a_needed_node_is_woken_until_it_is_up_and_the_wake_is_journaled() {
         String::from_utf8_lossy(&output.stderr)
     );
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -277,7 +275,6 @@ fn dry_run_sends_nothing_and_journals_everything() {
         )),
         "{output}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `[proxmox]` on fakepve, and a binding of `start` to it.
@@ -316,7 +313,6 @@ fn a_proxmox_start_reaches_proxmox_and_comes_back_as_a_fact() {
     assert_eq!(starts, ["/api2/json/nodes/pve1/qemu/101/status/start"]);
     until_status(&daemon, "start:backup", "succeeded");
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -342,7 +338,6 @@ fn a_proxmox_refusal_is_journaled_with_its_message_and_given_up() {
         "{status}"
     );
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -377,11 +372,11 @@ fn a_peer_that_never_answers_times_out_is_retried_and_given_up() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(outcomes(&daemon, "start:backup").len(), 4);
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A daemon on [`WANTS`] whose `run` actions append their id to `log`.
-fn wants_daemon(name: &str, limits: &str) -> (Daemon, PathBuf, PathBuf) {
+/// The scratch directory comes first, so that it outlives the daemon.
+fn wants_daemon(name: &str, limits: &str) -> (daemon::Scratch, Daemon, PathBuf) {
     let dir = daemon::scratch(&format!("actuation-{name}"), WANTS);
     let log = dir.join("ran.log");
     let config = daemon::config(
@@ -391,7 +386,8 @@ fn wants_daemon(name: &str, limits: &str) -> (Daemon, PathBuf, PathBuf) {
             log.display()
         ),
     );
-    (Daemon::start(&config, &[]), dir, log)
+    let daemon = Daemon::start(&config, &[]);
+    (dir, daemon, log)
 }
 
 fn ran(log: &Path) -> Vec<String> {
@@ -404,7 +400,7 @@ fn ran(log: &Path) -> Vec<String> {
 
 #[test]
 fn the_dwell_holds_a_second_action_on_a_target() {
-    let (daemon, dir, log) = wants_daemon(
+    let (_dir, daemon, log) = wants_daemon(
         "dwell",
         "retry_s = 0.2\nretry_cap_s = 0.4\nattempts = 2\ndwell_s = 3600\nper_target = 10\n",
     );
@@ -426,12 +422,11 @@ fn the_dwell_holds_a_second_action_on_a_target() {
     assert!(done == ["a:x", "c:y"] || done == ["b:x", "c:y"], "{done:?}");
     assert!(outcomes(&daemon, "a:x").is_empty() || outcomes(&daemon, "b:x").is_empty());
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_rate_limit_holds_per_target() {
-    let (daemon, dir, log) = wants_daemon(
+    let (_dir, daemon, log) = wants_daemon(
         "rate",
         "retry_s = 0.2\nretry_cap_s = 0.4\nattempts = 2\ndwell_s = 0\nper_target = 2\nwindow_s = 3600\n",
     );
@@ -450,7 +445,6 @@ fn the_rate_limit_holds_per_target() {
     );
     assert!(done.contains(&"d:y".to_string()));
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -499,7 +493,6 @@ fn an_action_that_needs_approval_waits_for_a_valid_link() {
         ["started", "succeeded"]
     );
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -534,7 +527,6 @@ fn bindings_that_name_what_the_program_lacks_are_refused_with_their_place() {
             failed.stderr
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A program that borrows a node for Ray while `borrow` says so, as rules/borrow.dl does.
@@ -697,7 +689,6 @@ fn ray_start_and_stop_act_on_the_cluster_and_membership_says_when_they_are_done(
         "Ray: drain the worker on rig, then stop it"
     );
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -718,5 +709,4 @@ fn ray_actions_without_a_ray_cluster_fail_with_the_reason() {
         "{reason}"
     );
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -529,5 +529,4 @@ async fn a_token_is_needed_and_a_read_token_cannot_approve() {
     .await;
     client.close().await.unwrap();
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -184,6 +184,7 @@ fn run_cli(
         .output()
         .map_err(|e| e.to_string())?;
     if !output.status.success() {
+        let _ = std::fs::remove_dir_all(&output_dir);
         return Err(String::from_utf8_lossy(&output.stderr).to_string());
     }
     let mut produced = HashMap::new();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-fn directory(name: &str) -> PathBuf {
+fn directory(name: &str) -> daemon::Scratch {
     daemon::scratch(name, PROGRAM)
 }
 

@@ -483,7 +483,7 @@ fn six() -> Vec<Tx> {
 
 /// A data directory that holds `txs`, written by a daemon stopped with SIGTERM; returns its
 /// config and the model of each prefix of `txs` (`models[k]`: the first k transactions).
-fn written(name: &str, txs: &[Tx], extra: &str) -> (PathBuf, PathBuf, Vec<Model>) {
+fn written(name: &str, txs: &[Tx], extra: &str) -> (daemon::Scratch, PathBuf, Vec<Model>) {
     let dir = daemon::scratch(name, PROGRAM);
     let config = daemon::config(&dir, extra);
     let daemon = Daemon::start(&config, &[]);

@@ -405,12 +405,36 @@ mod tests {
         }
     }
 
-    fn temporary(name: &str) -> PathBuf {
+    /// `journal.vj` in a fresh directory of its own, removed when this is dropped.
+    struct Temporary(PathBuf);
+
+    impl std::ops::Deref for Temporary {
+        type Target = Path;
+
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<Path> for Temporary {
+        fn as_ref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Temporary {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                std::fs::remove_dir_all(dir).ok();
+            }
+        }
+    }
+
+    fn temporary(name: &str) -> Temporary {
         let dir = std::env::temp_dir().join(format!("vigil-journal-{}-{name}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("journal.vj");
-        std::fs::remove_file(&path).ok();
-        path
+        Temporary(dir.join("journal.vj"))
     }
 
     fn written(path: &Path, count: u64) {
@@ -525,7 +549,8 @@ mod tests {
 
     #[test]
     fn snapshots_round_trip_and_damage_is_an_error() {
-        let path = temporary("snapshot").with_file_name("snapshot.vs");
+        let journal = temporary("snapshot");
+        let path = journal.with_file_name("snapshot.vs");
         assert!(read_snapshot(&path).unwrap().is_none());
         let snapshot = Snapshot {
             time: 7,

@@ -32,11 +32,46 @@ hot(n) :- reading(n, w, since), w > 80, now(t), t - since >= 60.
 "#;
 
 /// A fresh directory under the system's temporary directory, unique to this test process and
-/// `name`, holding `program` as `prog.dl`.
-pub fn scratch(name: &str, program: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vigil-serve-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
+/// `name`. Dropping it removes it, unless the test is failing: then it is left for a look, and
+/// its path is printed.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("vigil-{}-{name}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the failing test's directory is left: {}", self.0.display());
+        } else {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+}
+
+/// A scratch directory for a daemon, holding `program` as `prog.dl`.
+pub fn scratch(name: &str, program: &str) -> Scratch {
+    let dir = Scratch::new(&format!("serve-{name}"));
     std::fs::write(dir.join("prog.dl"), program).unwrap();
     dir
 }
