@@ -37,8 +37,8 @@
 //!
 //! Every response is checked: status 200, and logical times that increase.
 //!
-//! `cargo bench --bench serve` runs the full benchmark (about a minute and a half on two
-//! cores); `-- --quick` (or `VIGIL_BENCH_QUICK=1`) a short run of about 15 s. Without
+//! `cargo bench --bench serve` runs the full benchmark (about 15 s on two cores, once
+//! built); `-- --quick` (or `VIGIL_BENCH_QUICK=1`) a short run of about 3 s. Without
 //! `--bench`, which `cargo bench` passes and `cargo test --all-targets` does not, the binary
 //! does a tiny smoke run. `VIGIL_BENCH_DIR` puts the data directory elsewhere (e.g. on a
 //! tmpfs, to see the journal's share). Progress goes to stderr, the table to stdout.
