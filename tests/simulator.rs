@@ -77,7 +77,11 @@ fn a_day_of_the_sample_house() {
     let cooking = find(&lines, "event    cooking: the oven and the hob are on");
     let shed = find(&lines, "decide   shed ");
     assert!(shed > cooking, "{}", lines.join("\n"));
-    assert!(lines[shed].contains("over its 3000 W limit"), "{}", lines[shed]);
+    assert!(
+        lines[shed].contains("over its 3000 W limit"),
+        "{}",
+        lines[shed]
+    );
     // The game evicts what runs on the rig and stops its Ray worker at once.
     let game = find(&lines, "event    a game session starts on the gaming rig");
     let evict = find(&lines, "decide   evict ");
