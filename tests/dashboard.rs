@@ -25,14 +25,13 @@ const PATIENCE: Duration = Duration::from_secs(60);
 struct Driver {
     child: Child,
     port: u16,
-    profiles: PathBuf,
+    profiles: daemon::Scratch,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profiles);
     }
 }
 
@@ -64,10 +63,7 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver does not start");
-        let profiles =
-            std::env::temp_dir().join(format!("vigil-dashboard-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&profiles);
-        std::fs::create_dir_all(&profiles).unwrap();
+        let profiles = daemon::Scratch::new(&format!("dashboard-{name}"));
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -215,8 +211,7 @@ fn transact(daemon: &Daemon, body: serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sample_house_on_the_dashboard() {
-    let data = std::env::temp_dir().join(format!("vigil-dashboard-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let data = daemon::Scratch::new("dashboard-data");
     let arguments = [
         OsStr::new("--listen"),
         OsStr::new("127.0.0.1:0"),
@@ -401,7 +396,6 @@ async fn the_sample_house_on_the_dashboard() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["rows"][0][0], "approve", "{answer}");
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

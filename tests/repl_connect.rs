@@ -128,29 +128,8 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repl")
 }
 
-/// A fresh directory for one test, removed at its end.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-fn directory(name: &str) -> Scratch {
-    let dir =
-        std::env::temp_dir().join(format!("vigil-repl-connect-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    Scratch(dir)
+fn directory(name: &str) -> daemon::Scratch {
+    daemon::Scratch::new(&format!("repl-connect-{name}"))
 }
 
 /// A `vigil serve` on 127.0.0.1, killed when dropped, and its URL.

@@ -604,7 +604,6 @@ fn a_frame_that_cannot_be_written_whole_is_cut_off_and_its_transaction_refused()
     assert_eq!(changes["time"], 4);
     let (_, stderr) = daemon.stop_with_stderr();
     assert!(!stderr.contains("warning"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
