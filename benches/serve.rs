@@ -54,6 +54,11 @@ use hdrhistogram::Histogram;
 use vigil_engine::trace::Entry;
 use vigil_engine::{Engine, Options};
 
+/// The daemon's allocator, so that the in-process commits are measured as the daemon makes them.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The target: one-event transactions over HTTP, p99, on the sample house.
 const TARGET_P99: Duration = Duration::from_millis(2);
 

@@ -11,6 +11,13 @@ mod serve;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// jemalloc rather than the C library's allocator: a transaction's timely steps allocate and
+/// free many small buffers, and glibc's allocator hands the freed pages back to the kernel and
+/// faults them in again at every commit (see ARCHITECTURE.md, Dependencies).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Vigil: a reactive Datalog rules engine.
 #[derive(Parser)]
 #[command(name = "vigil", version, about, long_about = None)]
