@@ -17,13 +17,19 @@ use crate::ir::{self, RelationId};
 use crate::syntax::ast::AggregateKind;
 use crate::value::{Interner, Type, Word};
 use differential_dataflow::VecCollection;
+use differential_dataflow::collection::AsCollection;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::operators::iterate::Variable;
-use differential_dataflow::trace::implementations::ValSpine;
+use differential_dataflow::trace::implementations::{
+    KeyBatcher, KeyBuilder, KeySpine, ValBuilder, ValSpine,
+};
 use differential_dataflow::trace::wrappers::enter::TraceEnter;
 use std::collections::HashMap;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Scope;
+use timely::dataflow::channels::pact::Pipeline as Pact;
+use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::Product;
 use timely::progress::Timestamp;
 use timely::progress::timestamp::Refines;
@@ -33,6 +39,9 @@ pub type Time = u64;
 
 type Spine<R, T> = ValSpine<R, R, T, isize>;
 type Agent<R, T> = TraceAgent<Spine<R, T>>;
+type KeyAgent<R, T> = TraceAgent<KeySpine<R, T, isize>>;
+/// Collections of sources (or relations) by the columns they are keyed or projected on.
+pub type ByColumns<'s, T, D> = HashMap<(usize, Vec<usize>), VecCollection<'s, T, D>>;
 
 /// A relation arranged by some of its columns: the key is those columns, the value the tuple.
 enum Arrangement<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
@@ -51,31 +60,72 @@ impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Clone for Arrangement<'
     }
 }
 
+/// The distinct projection of a relation on some columns, arranged by itself: what an
+/// antijoin looks its rows up in.
+enum Keys<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
+    /// Built in this scope.
+    Local(Arranged<'s, KeyAgent<R, T>>),
+    /// Built in the outer scope and brought into this one.
+    Entered(Arranged<'s, TraceEnter<KeyAgent<R, Time>, T>>),
+}
+
+impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Clone for Keys<'s, R, T> {
+    fn clone(&self) -> Self {
+        match self {
+            Keys::Local(a) => Keys::Local(a.clone()),
+            Keys::Entered(a) => Keys::Entered(a.clone()),
+        }
+    }
+}
+
 /// What the rules of one scope can read.
 struct Env<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
-    /// One empty row.
-    unit: VecCollection<'s, T, R>,
+    /// One empty row, where some rule starts from nothing.
+    unit: Option<VecCollection<'s, T, R>>,
     relations: HashMap<RelationId, VecCollection<'s, T, R>>,
+    /// Relations made distinct in this scope, as the arrangement that did it: their
+    /// collection in `relations` is made from it only when a rule reads it.
+    distinct: HashMap<RelationId, Arranged<'s, KeyAgent<R, T>>>,
     arrangements: HashMap<(RelationId, Vec<usize>), Arrangement<'s, R, T>>,
-    /// Distinct projections of relations, for negation.
-    projections: HashMap<(RelationId, Vec<usize>), VecCollection<'s, T, R>>,
+    /// Distinct projections of relations, arranged, for negation.
+    keys: HashMap<(RelationId, Vec<usize>), Keys<'s, R, T>>,
+    /// Relations read from other dataflows, fed keyed by some columns (see [`Shapes`]).
+    keyed_inputs: ByColumns<'s, T, (R, R)>,
+    /// Relations read from other dataflows, fed as projections on some columns.
+    keys_inputs: ByColumns<'s, T, (R, ())>,
 }
 
 impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
-    fn new(unit: VecCollection<'s, T, R>) -> Self {
+    fn new(unit: Option<VecCollection<'s, T, R>>) -> Self {
         Env {
             unit,
             relations: HashMap::new(),
+            distinct: HashMap::new(),
             arrangements: HashMap::new(),
-            projections: HashMap::new(),
+            keys: HashMap::new(),
+            keyed_inputs: HashMap::new(),
+            keys_inputs: HashMap::new(),
         }
     }
 
-    fn relation(&self, relation: RelationId) -> VecCollection<'s, T, R> {
-        self.relations
-            .get(&relation)
-            .cloned()
-            .unwrap_or_else(|| panic!("relation {relation} is read before its stratum is built"))
+    fn unit(&self) -> VecCollection<'s, T, R> {
+        self.unit
+            .clone()
+            .expect("the unit row is fed to every dataflow whose rules start from it")
+    }
+
+    fn relation(&mut self, relation: RelationId) -> VecCollection<'s, T, R> {
+        if let Some(collection) = self.relations.get(&relation) {
+            return collection.clone();
+        }
+        let Some(arranged) = self.distinct.get(&relation) else {
+            panic!("relation {relation} is read before its stratum is built")
+        };
+        let collection = arranged
+            .clone()
+            .as_collection(|row: &R, _: &()| row.clone());
+        self.relations.insert(relation, collection.clone());
+        collection
     }
 
     fn arrangement(&mut self, relation: RelationId, columns: &[usize]) -> Arrangement<'s, R, T> {
@@ -83,28 +133,98 @@ impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
         if let Some(arrangement) = self.arrangements.get(&key) {
             return arrangement.clone();
         }
-        let columns = columns.to_vec();
-        let arranged = self
-            .relation(relation)
-            .map(move |tuple: R| (tuple.project(&columns), tuple))
-            .arrange_by_key();
-        let arrangement = Arrangement::Local(arranged);
+        let keyed = match self.keyed_inputs.remove(&key) {
+            Some(keyed) => keyed,
+            None => {
+                let columns = columns.to_vec();
+                self.relation(relation)
+                    .map(move |tuple: R| (tuple.project(&columns), tuple))
+            }
+        };
+        let arrangement = Arrangement::Local(keyed.arrange_by_key());
         self.arrangements.insert(key, arrangement.clone());
         arrangement
     }
 
-    fn projection(&mut self, relation: RelationId, columns: &[usize]) -> VecCollection<'s, T, R> {
+    /// The distinct projection of `relation` on `columns`, arranged. Relations are sets, so
+    /// when the columns are the whole tuple (`whole`) it is the relation itself, and only a
+    /// narrower projection needs its duplicates removed.
+    fn keys(&mut self, relation: RelationId, columns: &[usize], whole: bool) -> Keys<'s, R, T> {
         let key = (relation, columns.to_vec());
-        if let Some(projection) = self.projections.get(&key) {
-            return projection.clone();
+        if let Some(keys) = self.keys.get(&key) {
+            return keys.clone();
         }
-        let columns = columns.to_vec();
-        let projection = self
-            .relation(relation)
-            .map(move |tuple: R| tuple.project(&columns))
-            .distinct();
-        self.projections.insert(key, projection.clone());
-        projection
+        let projected = match self.keys_inputs.remove(&key) {
+            Some(projected) => projected,
+            None => {
+                let columns = columns.to_vec();
+                self.relation(relation)
+                    .map(move |tuple: R| (project(tuple, &columns, whole), ()))
+            }
+        };
+        let arranged =
+            projected.arrange_named::<_, KeySpine<R, T, isize>>("ArrangeBySelf", KeyBatcher::new);
+        let keys = if whole {
+            arranged
+        } else {
+            distinct_keys(arranged)
+        };
+        let keys = Keys::Local(keys);
+        self.keys.insert(key, keys.clone());
+        keys
+    }
+}
+
+/// A tuple's words at `columns`; all of them (`whole`) is the tuple itself.
+pub fn project<R: Row>(tuple: R, columns: &[usize], whole: bool) -> R {
+    if whole { tuple } else { tuple.project(columns) }
+}
+
+/// The keys of an arrangement, each once.
+fn distinct_keys<'s, R: Row, T: Timestamp + Lattice>(
+    arranged: Arranged<'s, KeyAgent<R, T>>,
+) -> Arranged<'s, KeyAgent<R, T>> {
+    arranged.reduce_abelian::<_, KeyBuilder<R, T, isize>, KeySpine<R, T, isize>, _, _>(
+        "Distinct",
+        |_key, _present, output| output.push(((), 1)),
+        |batch, key, updates| {
+            batch.clear();
+            batch.extend(
+                updates
+                    .drain(..)
+                    .map(|(value, time, diff)| ((key.clone(), value), time, diff)),
+            );
+        },
+    )
+}
+
+/// A collection made distinct, arranged by its rows.
+fn distinct<'s, R: Row, T: Timestamp + Lattice>(
+    collection: VecCollection<'s, T, R>,
+) -> Arranged<'s, KeyAgent<R, T>> {
+    distinct_keys(
+        collection
+            .map(|row: R| (row, ()))
+            .arrange_named::<_, KeySpine<R, T, isize>>("Arrange: Distinct", KeyBatcher::new),
+    )
+}
+
+/// What a dataflow computes for one of its outputs.
+pub enum Output<'s, R: Row> {
+    /// Its changes.
+    Rows(VecCollection<'s, Time, R>),
+    /// A distinct relation, as the arrangement that made it distinct: its batches are its
+    /// changes.
+    Distinct(Arranged<'s, KeyAgent<R, Time>>),
+}
+
+impl<'s, R: Row> Output<'s, R> {
+    /// The changes as a collection.
+    pub fn collection(self) -> VecCollection<'s, Time, R> {
+        match self {
+            Output::Rows(rows) => rows,
+            Output::Distinct(arranged) => arranged.as_collection(|row: &R, _: &()| row.clone()),
+        }
     }
 }
 
@@ -245,7 +365,11 @@ fn reads(plan: &Plan, rules: &[usize], own: &[RelationId]) -> Vec<RelationId> {
     reads.extend(
         joins
             .into_iter()
-            .chain(negations)
+            .chain(
+                negations
+                    .into_iter()
+                    .map(|(relation, columns, _)| (relation, columns)),
+            )
             .map(|(relation, _)| relation),
     );
     reads.retain(|relation| !own.contains(relation));
@@ -254,17 +378,109 @@ fn reads(plan: &Plan, rules: &[usize], own: &[RelationId]) -> Vec<RelationId> {
     reads
 }
 
+/// The shapes in which a group's dataflow reads the sources of other groups: as rows, keyed by
+/// some columns for a join, or projected on some columns for an antijoin. Each is an input of
+/// its own, fed in that shape, so that no operator has to reshape it.
+#[derive(Debug, Default)]
+pub struct Shapes {
+    pub rows: Vec<usize>,
+    /// (source, columns).
+    pub keyed: Vec<(usize, Vec<usize>)>,
+    /// (source, columns, whether they are all of them).
+    pub keys: Vec<(usize, Vec<usize>, bool)>,
+}
+
+/// How the dataflow of `group` reads each source of its [`Group::reads`].
+pub fn shapes(program: &ir::Program, plan: &Plan, group: &Group) -> Shapes {
+    let rules: Vec<usize> = match &group.body {
+        Body::Union(_) => {
+            return Shapes {
+                rows: group.reads.clone(),
+                ..Shapes::default()
+            };
+        }
+        Body::Rules(rules) => rules.clone(),
+        Body::Strata(strata) => (0..plan.rules.len())
+            .filter(|&rule| {
+                strata.iter().any(|&index| {
+                    program.strata[index]
+                        .relations
+                        .contains(&plan.rules[rule].head)
+                })
+            })
+            .collect(),
+    };
+    let (mut joins, mut negations, mut scans) = (Vec::new(), Vec::new(), Vec::new());
+    for &rule in &rules {
+        needs(
+            &plan.rules[rule].pipeline,
+            &mut joins,
+            &mut negations,
+            &mut scans,
+        );
+    }
+    let read = |source: &usize| group.reads.contains(source);
+    scans.retain(read);
+    scans.sort_unstable();
+    scans.dedup();
+    joins.retain(|(relation, _)| read(relation));
+    joins.sort_unstable();
+    joins.dedup();
+    negations.retain(|(relation, _, _)| read(relation));
+    negations.sort_unstable();
+    negations.dedup();
+    Shapes {
+        rows: scans,
+        keyed: joins,
+        keys: negations,
+    }
+}
+
 /// What flows into the dataflow of a group.
 pub struct Feeds<'s, R: Row> {
     /// The input collection of each writable relation of the group.
     pub written: HashMap<RelationId, VecCollection<'s, Time, R>>,
-    /// The collection of each source that the group reads from other parts.
+    /// The collection of each source that the group reads from other parts as rows.
     pub reads: HashMap<usize, VecCollection<'s, Time, R>>,
-    /// One empty row.
-    pub unit: VecCollection<'s, Time, R>,
+    /// Sources read keyed by some columns (see [`Shapes`]).
+    pub keyed: ByColumns<'s, Time, (R, R)>,
+    /// Sources read projected on some columns.
+    pub keys: ByColumns<'s, Time, (R, ())>,
+    /// One empty row, where [`uses_unit`] says the group needs it.
+    pub unit: Option<VecCollection<'s, Time, R>>,
 }
 
-/// Builds the dataflow of `group` in `scope`. Returns the collection of each of its outputs.
+/// Whether the dataflow of `group` reads the unit row: a rule that starts from nothing, or a
+/// relation with neither rules nor writes, which is empty.
+pub fn uses_unit(program: &ir::Program, plan: &Plan, group: &Group) -> bool {
+    fn starts_from_unit(pipeline: &Pipeline) -> bool {
+        matches!(pipeline.start, Start::Unit)
+            || pipeline.steps.iter().any(|step| match step {
+                Step::Aggregate(aggregate) => starts_from_unit(&aggregate.body),
+                _ => false,
+            })
+    }
+    match &group.body {
+        Body::Union(_) => false,
+        Body::Rules(rules) => rules
+            .iter()
+            .any(|&rule| starts_from_unit(&plan.rules[rule].pipeline)),
+        Body::Strata(strata) => strata.iter().any(|&index| {
+            let stratum = &program.strata[index];
+            let mut rules = plan
+                .rules
+                .iter()
+                .filter(|rule| stratum.relations.contains(&rule.head))
+                .peekable();
+            let empty = !stratum.recursive
+                && rules.peek().is_none()
+                && !group.written.contains(&stratum.relations[0]);
+            empty || rules.any(|rule| starts_from_unit(&rule.pipeline))
+        }),
+    }
+}
+
+/// Builds the dataflow of `group` in `scope`. Returns what it computes for each of its outputs.
 pub fn build<'s, R: Row>(
     scope: Scope<'s, Time>,
     program: &ir::Program,
@@ -272,29 +488,33 @@ pub fn build<'s, R: Row>(
     interner: &Interner,
     group: &Group,
     feeds: Feeds<'s, R>,
-) -> Vec<(usize, VecCollection<'s, Time, R>)> {
+) -> Vec<(usize, Output<'s, R>)> {
     let strata = match &group.body {
         Body::Strata(strata) => strata,
         Body::Rules(rules) => {
             let mut env: Env<'s, R, Time> = Env::new(feeds.unit);
             env.relations = feeds.reads;
+            env.keyed_inputs = feeds.keyed;
+            env.keys_inputs = feeds.keys;
             let parts = rules
                 .iter()
                 .map(|&rule| build_rule(&plan.rules[rule], &mut env, interner))
                 .collect();
-            return vec![(group.outputs[0], union(scope, parts))];
+            return vec![(group.outputs[0], Output::Rows(union(scope, parts)))];
         }
         Body::Union(relation) => {
             let mut parts: Vec<_> = feeds.written.get(relation).cloned().into_iter().collect();
             let mut reads: Vec<_> = feeds.reads.into_iter().collect();
             reads.sort_unstable_by_key(|(source, _)| *source);
             parts.extend(reads.into_iter().map(|(_, collection)| collection));
-            return vec![(*relation, union(scope, parts).distinct())];
+            return vec![(*relation, Output::Distinct(distinct(union(scope, parts))))];
         }
     };
     let inputs = &feeds.written;
     let mut env: Env<'s, R, Time> = Env::new(feeds.unit);
     env.relations = feeds.reads;
+    env.keyed_inputs = feeds.keyed;
+    env.keys_inputs = feeds.keys;
     for stratum in strata.iter().map(|&index| &program.strata[index]) {
         let rules: Vec<_> = plan
             .rules
@@ -308,14 +528,12 @@ pub fn build<'s, R: Row>(
             for rule in &rules {
                 parts.push(build_rule(rule, &mut env, interner));
             }
-            let collection = if rules.is_empty() {
-                parts
-                    .pop()
-                    .unwrap_or_else(|| env.unit.clone().filter(|_| false))
+            if rules.is_empty() {
+                let collection = parts.pop().unwrap_or_else(|| env.unit().filter(|_| false));
+                env.relations.insert(relation, collection);
             } else {
-                union(scope, parts).distinct()
-            };
-            env.relations.insert(relation, collection);
+                env.distinct.insert(relation, distinct(union(scope, parts)));
+            }
             continue;
         }
 
@@ -337,26 +555,28 @@ pub fn build<'s, R: Row>(
                 ((*relation, columns.clone()), arranged)
             })
             .collect();
-        let outer_projections: Vec<_> = negations
+        let outer_keys: Vec<_> = negations
             .iter()
-            .filter(|(relation, _)| lower(relation))
-            .map(|(relation, columns)| {
-                (
-                    (*relation, columns.clone()),
-                    env.projection(*relation, columns),
-                )
+            .filter(|(relation, _, _)| lower(relation))
+            .map(|(relation, columns, whole)| {
+                let Keys::Local(arranged) = env.keys(*relation, columns, *whole) else {
+                    unreachable!("the outer scope builds its own arrangements")
+                };
+                ((*relation, columns.clone()), arranged)
             })
             .collect();
+        // Only scans read lower relations as rows: joins and antijoins read the arrangements
+        // entered above.
         let outer_relations: Vec<_> = scans
             .iter()
-            .chain(joins.iter().map(|(relation, _)| relation))
             .filter(|relation| lower(relation))
             .map(|relation| (*relation, env.relation(*relation)))
             .collect();
         let outer_unit = env.unit.clone();
 
         let results = scope.iterative::<u64, _, _>(|inner| {
-            let mut inner_env: Env<'_, R, Product<Time, u64>> = Env::new(outer_unit.enter(inner));
+            let mut inner_env: Env<'_, R, Product<Time, u64>> =
+                Env::new(outer_unit.map(|unit| unit.enter(inner)));
             for (relation, collection) in outer_relations {
                 inner_env
                     .relations
@@ -367,8 +587,10 @@ pub fn build<'s, R: Row>(
                     .arrangements
                     .insert(key, Arrangement::Entered(arranged.enter(inner)));
             }
-            for (key, projection) in outer_projections {
-                inner_env.projections.insert(key, projection.enter(inner));
+            for (key, arranged) in outer_keys {
+                inner_env
+                    .keys
+                    .insert(key, Keys::Entered(arranged.enter(inner)));
             }
             let mut variables = Vec::new();
             for &relation in &stratum.relations {
@@ -401,7 +623,10 @@ pub fn build<'s, R: Row>(
     group
         .outputs
         .iter()
-        .map(|&relation| (relation, env.relation(relation)))
+        .map(|&relation| match env.distinct.get(&relation) {
+            Some(arranged) => (relation, Output::Distinct(arranged.clone())),
+            None => (relation, Output::Rows(env.relation(relation))),
+        })
         .collect()
 }
 
@@ -417,12 +642,12 @@ fn union<'s, R: Row, T: Timestamp + Lattice>(
     }
 }
 
-/// Collects what a pipeline reads: joined (relation, columns), negated (relation, columns),
-/// and scanned relations.
+/// Collects what a pipeline reads: joined (relation, columns), negated (relation, columns,
+/// whole), and scanned relations.
 fn needs(
     pipeline: &Pipeline,
     joins: &mut Vec<(RelationId, Vec<usize>)>,
-    negations: &mut Vec<(RelationId, Vec<usize>)>,
+    negations: &mut Vec<(RelationId, Vec<usize>, bool)>,
     scans: &mut Vec<RelationId>,
 ) {
     if let Start::Scan { relation, .. } = &pipeline.start {
@@ -434,8 +659,11 @@ fn needs(
                 relation, columns, ..
             } => joins.push((*relation, columns.clone())),
             Step::Antijoin {
-                relation, columns, ..
-            } => negations.push((*relation, columns.clone())),
+                relation,
+                columns,
+                whole,
+                ..
+            } => negations.push((*relation, columns.clone(), *whole)),
             Step::Aggregate(aggregate) => needs(&aggregate.body, joins, negations, scans),
             _ => {}
         }
@@ -683,7 +911,7 @@ fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
 ) -> VecCollection<'s, T, R> {
     let (mut first, operators) = stretches(&pipeline.steps);
     let rows = match &pipeline.start {
-        Start::Unit => env.unit.clone(),
+        Start::Unit => env.unit(),
         Start::Outer => outer.expect("an aggregate body starts from its injected bindings"),
         Start::Scan {
             relation,
@@ -747,16 +975,26 @@ fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
                 }
             }
             Step::Antijoin {
-                relation, columns, ..
+                relation,
+                columns,
+                whole,
+                ..
             } => {
-                let projection = env.projection(*relation, columns);
-                let kept = staged.keyed().antijoin(projection);
+                // The rows less those whose key the relation has: the rows that have it are
+                // found by a join with the relation's keys, and taken away, with the stretch
+                // after the antijoin run, in one operator.
+                let keys = env.keys(*relation, columns, *whole);
+                let keyed = staged.keyed();
+                let arranged = keyed.clone().arrange_by_key();
+                let present = |_key: &R, row: &R, _: &()| Some(row.clone());
+                let present = match keys {
+                    Keys::Local(keys) => arranged.join_core(keys, present),
+                    Keys::Entered(keys) => arranged.join_core(keys, present),
+                };
                 if exit.keyed() {
-                    let exit = exit_keyed(exit);
-                    Staged::Keyed(kept.flat_map(move |(_, row): (R, R)| stretch.run(row, &exit)))
+                    Staged::Keyed(subtract(keyed, present, stretch, exit_keyed(exit)))
                 } else {
-                    let exit = exit_rows(exit);
-                    Staged::Rows(kept.flat_map(move |(_, row): (R, R)| stretch.run(row, &exit)))
+                    Staged::Rows(subtract(keyed, present, stretch, exit_rows(exit)))
                 }
             }
             Step::Aggregate(aggregate) => {
@@ -767,6 +1005,44 @@ fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
         };
     }
     staged.rows()
+}
+
+/// The rows of `kept` less those of `removed`, each run through `stretch` and its exit: the
+/// last operator of an antijoin.
+fn subtract<'s, R: Row, T: Timestamp + Lattice, O: Clone + 'static>(
+    kept: VecCollection<'s, T, (R, R)>,
+    removed: VecCollection<'s, T, R>,
+    mut stretch: Stretch,
+    exit: impl Fn(&Evaluator, R) -> Option<O> + 'static,
+) -> VecCollection<'s, T, O> {
+    kept.inner
+        .binary::<_, CapacityContainerBuilder<Vec<(O, T, isize)>>, _, _, _, _>(
+            removed.inner,
+            Pact,
+            Pact,
+            "Antijoin",
+            move |_, _| {
+                move |kept, removed, output| {
+                    kept.for_each(|time, data| {
+                        let mut session = output.session(&time);
+                        for ((_, row), at, diff) in data.drain(..) {
+                            for out in stretch.run(row, &exit) {
+                                session.give((out, at.clone(), diff));
+                            }
+                        }
+                    });
+                    removed.for_each(|time, data| {
+                        let mut session = output.session(&time);
+                        for (row, at, diff) in data.drain(..) {
+                            for out in stretch.run(row, &exit) {
+                                session.give((out, at.clone(), -diff));
+                            }
+                        }
+                    });
+                }
+            },
+        )
+        .as_collection()
 }
 
 fn build_aggregate<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
@@ -816,27 +1092,39 @@ fn build_aggregate<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
     }
     let (kind, ty, target_ty) = (aggregate.kind, aggregate.ty, aggregate.target_ty);
     let evaluator = Evaluator::new(interner.clone());
-    let results = values.reduce(
-        move |_group: &R, bindings: &[(&R, isize)], output: &mut Vec<(R, isize)>| {
-            let present = bindings
-                .iter()
-                .filter(|(value, count)| *count > 0 && value.get(0) == 1);
-            if let Some(word) = reduce_words(
-                kind,
-                ty,
-                target_ty,
-                present.map(|(value, _)| value.get(1)),
-                &evaluator,
-            ) {
-                output.push((R::from_words(&[word]), 1));
-            }
-        },
-    );
+    // The results stay arranged by group, as the join with the rows needs them.
+    let results = values
+        .arrange_by_key_named("Arrange: Reduce")
+        .reduce_abelian::<_, ValBuilder<R, R, T, isize>, Spine<R, T>, _, _>(
+            "Reduce",
+            move |_group: &R, bindings: &[(&R, isize)], output: &mut Vec<(R, isize)>| {
+                let present = bindings
+                    .iter()
+                    .filter(|(value, count)| *count > 0 && value.get(0) == 1);
+                if let Some(word) = reduce_words(
+                    kind,
+                    ty,
+                    target_ty,
+                    present.map(|(value, _)| value.get(1)),
+                    &evaluator,
+                ) {
+                    output.push((R::from_words(&[word]), 1));
+                }
+            },
+            |batch, group, updates| {
+                batch.clear();
+                batch.extend(
+                    updates
+                        .drain(..)
+                        .map(|(value, time, diff)| ((group.clone(), value), time, diff)),
+                );
+            },
+        );
     let at = aggregate.at;
-    rows.map(move |row: R| (row.project(&keys), row)).join_core(
-        results.arrange_by_key(),
-        move |_group: &R, row: &R, result: &R| Some(row.with(at, result.get(0))),
-    )
+    rows.map(move |row: R| (row.project(&keys), row))
+        .join_core(results, move |_group: &R, row: &R, result: &R| {
+            Some(row.with(at, result.get(0)))
+        })
 }
 
 /// Aggregates the target words of one group's bindings.

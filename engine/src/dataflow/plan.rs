@@ -81,6 +81,9 @@ pub enum Step {
         relation: RelationId,
         row_key: Vec<usize>,
         columns: Vec<usize>,
+        /// Whether `columns` are all the relation's columns, in order: then the relation is
+        /// its own projection, distinct already.
+        whole: bool,
     },
     Filter(CompiledCondition),
     /// Writes the value of the expression at position `at`, the end of the row (rows where it
@@ -300,10 +303,12 @@ impl Planner<'_> {
                         columns.push(column);
                     }
                 }
+                let whole = columns.len() == atom.args.len();
                 steps.push(Step::Antijoin {
                     relation: atom.relation,
                     row_key,
                     columns,
+                    whole,
                 });
             }
             ir::Literal::Filter(condition) => {
@@ -487,6 +492,7 @@ fn describe_pipeline(pipeline: &Pipeline, program: &ir::Program, depth: usize, o
                 relation,
                 row_key,
                 columns,
+                ..
             } => {
                 writeln!(
                     out,

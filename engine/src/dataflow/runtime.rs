@@ -29,6 +29,7 @@ use super::row::Row;
 use crate::ir::{self, RelationId};
 use crate::value::{Interner, Word};
 use differential_dataflow::input::{Input, InputSession};
+use differential_dataflow::trace::cursor::{Cursor, Navigable};
 use rustc_hash::FxHashSet;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -316,7 +317,9 @@ impl<R: Row> Stepper<R> {
             .collect();
         if worker.index() == 0 {
             for part in &mut parts {
-                part.unit.insert(R::default());
+                if let Some(unit) = &mut part.unit {
+                    unit.insert(R::default());
+                }
             }
         }
         let mut read = vec![false; partition.sources];
@@ -396,14 +399,24 @@ fn before(frontier: &Frontier, time: Time) -> bool {
     frontier.get().is_some_and(|least| least < time)
 }
 
+/// A source read keyed by some columns: (source, columns, session).
+type KeyedInput<R> = (usize, Vec<usize>, InputSession<Time, (R, R), isize>);
+/// A source read projected on some columns: (source, columns, all of them, session).
+type ProjectedInput<R> = (usize, Vec<usize>, bool, InputSession<Time, (R, ()), isize>);
+
 /// The dataflow of one group in a worker: its input sessions, and what it captured.
 struct Part<R: Row> {
     /// One session per writable relation of the group.
     written: HashMap<RelationId, InputSession<Time, R, isize>>,
-    /// One session per source the group reads from other parts (see [`build::Group`]).
+    /// One session per source the group reads from other parts as rows (see
+    /// [`build::Group`] and [`build::Shapes`]).
     reads: HashMap<RelationId, InputSession<Time, R, isize>>,
-    /// The unit row.
-    unit: InputSession<Time, R, isize>,
+    /// Sources read keyed by some columns.
+    keyed: Vec<KeyedInput<R>>,
+    /// Sources read projected on some columns.
+    keys: Vec<ProjectedInput<R>>,
+    /// The unit row, for a group whose rules start from nothing (see [`build::uses_unit`]).
+    unit: Option<InputSession<Time, R, isize>>,
     /// The changes of the group's captured outputs, gathered at worker 0.
     buffer: Rc<RefCell<Updates<R>>>,
     /// How far the captured relations have come.
@@ -423,6 +436,18 @@ impl<R: Row> Part<R> {
                 }
             }
         }
+        for (source, columns, session) in &mut self.keyed {
+            for (row, diff) in &changes[*source] {
+                session.update((row.project(columns), row.clone()), *diff);
+                fed = true;
+            }
+        }
+        for (source, columns, whole, session) in &mut self.keys {
+            for (row, diff) in &changes[*source] {
+                session.update((build::project(row.clone(), columns, *whole), ()), *diff);
+                fed = true;
+            }
+        }
         fed
     }
 
@@ -432,8 +457,18 @@ impl<R: Row> Part<R> {
             session.advance_to(time);
             session.flush();
         }
-        self.unit.advance_to(time);
-        self.unit.flush();
+        for (_, _, session) in &mut self.keyed {
+            session.advance_to(time);
+            session.flush();
+        }
+        for (_, _, _, session) in &mut self.keys {
+            session.advance_to(time);
+            session.flush();
+        }
+        if let Some(unit) = &mut self.unit {
+            unit.advance_to(time);
+            unit.flush();
+        }
     }
 }
 
@@ -451,11 +486,18 @@ fn construct<R: Row>(
     let buffer: Rc<RefCell<Updates<R>>> = Rc::new(RefCell::new(Vec::new()));
     let frontier: Frontier = Rc::new(Cell::new(Some(0)));
     worker.dataflow::<Time, _, _>(|scope| {
-        let (unit_session, unit) = scope.new_collection::<R, isize>();
+        let (unit_session, unit) = if build::uses_unit(program, plan, group) {
+            let (session, unit) = scope.new_collection::<R, isize>();
+            (Some(session), Some(unit))
+        } else {
+            (None, None)
+        };
         let mut written = HashMap::new();
         let mut feeds = build::Feeds {
             written: HashMap::new(),
             reads: HashMap::new(),
+            keyed: HashMap::new(),
+            keys: HashMap::new(),
             unit,
         };
         for &relation in &group.written {
@@ -463,11 +505,24 @@ fn construct<R: Row>(
             written.insert(relation, session);
             feeds.written.insert(relation, collection);
         }
+        let shapes = build::shapes(program, plan, group);
         let mut reads = HashMap::new();
-        for &relation in &group.reads {
+        for &source in &shapes.rows {
             let (session, collection) = scope.new_collection::<R, isize>();
-            reads.insert(relation, session);
-            feeds.reads.insert(relation, collection);
+            reads.insert(source, session);
+            feeds.reads.insert(source, collection);
+        }
+        let mut keyed = Vec::new();
+        for (source, columns) in shapes.keyed {
+            let (session, collection) = scope.new_collection::<(R, R), isize>();
+            feeds.keyed.insert((source, columns.clone()), collection);
+            keyed.push((source, columns, session));
+        }
+        let mut keys = Vec::new();
+        for (source, columns, whole) in shapes.keys {
+            let (session, collection) = scope.new_collection::<(R, ()), isize>();
+            feeds.keys.insert((source, columns.clone()), collection);
+            keys.push((source, columns, whole, session));
         }
         let relations = build::build(scope, program, plan, interner, group, feeds);
         // One operator reads every captured relation, and its input frontiers say how far
@@ -475,20 +530,30 @@ fn construct<R: Row>(
         // relation, each of which would cost progress tracking at every logical time.
         let peers = scope.peers();
         let mut builder = OperatorBuilder::new("Capture".to_owned(), scope);
-        let mut inputs = Vec::new();
-        for (relation, collection) in relations {
+        let (mut inputs, mut batches) = (Vec::new(), Vec::new());
+        for (relation, output) in relations {
             if !captured(relation) {
                 continue;
             }
-            // Every change goes to worker 0; with one worker it is there already.
-            let stream = if peers > 1 {
-                collection.inner.exchange(|_| 0)
-            } else {
-                collection.inner
-            };
-            inputs.push((relation, builder.new_input(stream, Pipeline)));
+            match output {
+                // With one worker a distinct relation's changes are read from the batches of
+                // its arrangement, with no operator between.
+                build::Output::Distinct(arranged) if peers == 1 => {
+                    batches.push((relation, builder.new_input(arranged.stream, Pipeline)));
+                }
+                output => {
+                    // Every change goes to worker 0; with one worker it is there already.
+                    let stream = output.collection().inner;
+                    let stream = if peers > 1 {
+                        stream.exchange(|_| 0)
+                    } else {
+                        stream
+                    };
+                    inputs.push((relation, builder.new_input(stream, Pipeline)));
+                }
+            }
         }
-        if inputs.is_empty() {
+        if inputs.is_empty() && batches.is_empty() {
             frontier.set(None);
         }
         let (gathered, reached) = (buffer.clone(), frontier.clone());
@@ -502,6 +567,25 @@ fn construct<R: Row>(
                         }
                     });
                 }
+                for (relation, input) in batches.iter_mut() {
+                    input.for_each(|_, data| {
+                        for span in data.iter() {
+                            let Some(batch) = span.inner.as_ref() else {
+                                continue;
+                            };
+                            let mut cursor = batch.cursor();
+                            while let Some(row) = cursor.get_key(batch) {
+                                while cursor.get_val(batch).is_some() {
+                                    cursor.map_times(batch, |_, diff| {
+                                        buffer.push((*relation, row.clone(), *diff));
+                                    });
+                                    cursor.step_val(batch);
+                                }
+                                cursor.step_key(batch);
+                            }
+                        }
+                    });
+                }
                 let least = frontiers
                     .iter()
                     .filter_map(|frontier| frontier.frontier().first().copied())
@@ -512,6 +596,8 @@ fn construct<R: Row>(
         Part {
             written,
             reads,
+            keyed,
+            keys,
             unit: unit_session,
             buffer,
             frontier,
@@ -618,7 +704,7 @@ pub fn run_batch<R: Row>(
                 result = Err(error);
             }
         }
-        if index == 0 {
+        if let (0, Some(unit)) = (index, &mut unit) {
             unit.insert(R::default());
         }
         drop(sessions);
