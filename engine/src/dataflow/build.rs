@@ -1304,6 +1304,59 @@ mod tests {
     }
 
     #[test]
+    fn relations_from_other_dataflows_come_in_the_shapes_their_rules_read() {
+        let (program, partition) = cut("
+            .decl e(x: number, y: number)
+            .decl v(x: number)
+            .input e
+            .input v
+            .decl r(x: number)
+            r(x) :- e(x, y), !v(y), !e(_, x).
+            .decl s(x: number, z: number)
+            s(x, z) :- r(x), e(x, z).
+            .decl t(x: number)
+            t(1).
+            t(x) :- v(x).
+        ");
+        let plan = super::super::plan::plan(&program, &Interner::new()).expect("a plan");
+        let id = |name: &str| program.relation(name).expect("declared");
+        let group = |name: &str| {
+            partition
+                .groups
+                .iter()
+                .find(|group| group.outputs.contains(&id(name)))
+                .expect("a group")
+        };
+        // r scans e, and looks v up whole (a set needs no distinct) and e by its second
+        // column (a projection, made distinct).
+        let r = shapes(&program, &plan, group("r"));
+        assert_eq!(r.rows, [id("e")]);
+        assert!(r.keyed.is_empty());
+        assert_eq!(
+            r.keys,
+            [(id("e"), vec![1], false), (id("v"), vec![0], true)]
+        );
+        // s scans r and joins e on its first column.
+        let s = shapes(&program, &plan, group("s"));
+        assert_eq!(s.rows, [id("r")]);
+        assert_eq!(s.keyed, [(id("e"), vec![0])]);
+        assert!(s.keys.is_empty());
+        // Only t's fact starts from the unit row.
+        assert!(!uses_unit(&program, &plan, group("r")));
+        assert!(!uses_unit(&program, &plan, group("s")));
+        let t = partition
+            .groups
+            .iter()
+            .filter(|group| matches!(group.body, Body::Rules(_)))
+            .filter(|group| uses_unit(&program, &plan, group))
+            .count();
+        assert_eq!(
+            t, 1,
+            "t's fact is a group of its own, and only it reads the unit row"
+        );
+    }
+
+    #[test]
     fn without_split_the_program_is_one_dataflow() {
         let program = crate::compile_source(
             "one.dl",
