@@ -43,40 +43,22 @@ type KeyAgent<R, T> = TraceAgent<KeySpine<R, T, isize>>;
 /// Collections of sources (or relations) by the columns they are keyed or projected on.
 pub type ByColumns<'s, T, D> = HashMap<(usize, Vec<usize>), VecCollection<'s, T, D>>;
 
-/// A relation arranged by some of its columns: the key is those columns, the value the tuple.
-enum Arrangement<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
-    /// Built in this scope.
-    Local(Arranged<'s, Agent<R, T>>),
-    /// Built in the outer scope and brought into this one.
-    Entered(Arranged<'s, TraceEnter<Agent<R, Time>, T>>),
+/// An arrangement a rule reads: built in its own scope, or in the outer scope and brought
+/// into an iterative one.
+#[derive(Clone)]
+enum Shared<L, E> {
+    Local(L),
+    Entered(E),
 }
 
-impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Clone for Arrangement<'s, R, T> {
-    fn clone(&self) -> Self {
-        match self {
-            Arrangement::Local(a) => Arrangement::Local(a.clone()),
-            Arrangement::Entered(a) => Arrangement::Entered(a.clone()),
-        }
-    }
-}
+/// A relation arranged by some of its columns: the key is those columns, the value the tuple.
+type Arrangement<'s, R, T> =
+    Shared<Arranged<'s, Agent<R, T>>, Arranged<'s, TraceEnter<Agent<R, Time>, T>>>;
 
 /// The distinct projection of a relation on some columns, arranged by itself: what an
 /// antijoin looks its rows up in.
-enum Keys<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
-    /// Built in this scope.
-    Local(Arranged<'s, KeyAgent<R, T>>),
-    /// Built in the outer scope and brought into this one.
-    Entered(Arranged<'s, TraceEnter<KeyAgent<R, Time>, T>>),
-}
-
-impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Clone for Keys<'s, R, T> {
-    fn clone(&self) -> Self {
-        match self {
-            Keys::Local(a) => Keys::Local(a.clone()),
-            Keys::Entered(a) => Keys::Entered(a.clone()),
-        }
-    }
-}
+type Keys<'s, R, T> =
+    Shared<Arranged<'s, KeyAgent<R, T>>, Arranged<'s, TraceEnter<KeyAgent<R, Time>, T>>>;
 
 /// What the rules of one scope can read.
 struct Env<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
@@ -141,7 +123,7 @@ impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
                     .map(move |tuple: R| (tuple.project(&columns), tuple))
             }
         };
-        let arrangement = Arrangement::Local(keyed.arrange_by_key());
+        let arrangement = Shared::Local(keyed.arrange_by_key());
         self.arrangements.insert(key, arrangement.clone());
         arrangement
     }
@@ -169,7 +151,7 @@ impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
         } else {
             distinct_keys(arranged)
         };
-        let keys = Keys::Local(keys);
+        let keys = Shared::Local(keys);
         self.keys.insert(key, keys.clone());
         keys
     }
@@ -187,15 +169,22 @@ fn distinct_keys<'s, R: Row, T: Timestamp + Lattice>(
     arranged.reduce_abelian::<_, KeyBuilder<R, T, isize>, KeySpine<R, T, isize>, _, _>(
         "Distinct",
         |_key, _present, output| output.push(((), 1)),
-        |batch, key, updates| {
-            batch.clear();
-            batch.extend(
-                updates
-                    .drain(..)
-                    .map(|(value, time, diff)| ((key.clone(), value), time, diff)),
-            );
-        },
+        keyed_batch,
     )
+}
+
+/// How a reduction's output for one key becomes updates of its arrangement.
+fn keyed_batch<K: Clone, V, T, D>(
+    batch: &mut Vec<((K, V), T, D)>,
+    key: &K,
+    updates: &mut Vec<(V, T, D)>,
+) {
+    batch.clear();
+    batch.extend(
+        updates
+            .drain(..)
+            .map(|(value, time, diff)| ((key.clone(), value), time, diff)),
+    );
 }
 
 /// A collection made distinct, arranged by its rows.
@@ -549,7 +538,7 @@ pub fn build<'s, R: Row>(
             .iter()
             .filter(|(relation, _)| lower(relation))
             .map(|(relation, columns)| {
-                let Arrangement::Local(arranged) = env.arrangement(*relation, columns) else {
+                let Shared::Local(arranged) = env.arrangement(*relation, columns) else {
                     unreachable!("the outer scope builds its own arrangements")
                 };
                 ((*relation, columns.clone()), arranged)
@@ -559,7 +548,7 @@ pub fn build<'s, R: Row>(
             .iter()
             .filter(|(relation, _, _)| lower(relation))
             .map(|(relation, columns, whole)| {
-                let Keys::Local(arranged) = env.keys(*relation, columns, *whole) else {
+                let Shared::Local(arranged) = env.keys(*relation, columns, *whole) else {
                     unreachable!("the outer scope builds its own arrangements")
                 };
                 ((*relation, columns.clone()), arranged)
@@ -585,12 +574,12 @@ pub fn build<'s, R: Row>(
             for (key, arranged) in outer_arrangements {
                 inner_env
                     .arrangements
-                    .insert(key, Arrangement::Entered(arranged.enter(inner)));
+                    .insert(key, Shared::Entered(arranged.enter(inner)));
             }
             for (key, arranged) in outer_keys {
                 inner_env
                     .keys
-                    .insert(key, Keys::Entered(arranged.enter(inner)));
+                    .insert(key, Shared::Entered(arranged.enter(inner)));
             }
             let mut variables = Vec::new();
             for &relation in &stratum.relations {
@@ -961,16 +950,16 @@ fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
                     let combine =
                         move |_key: &R, row: &R, tuple: &R| stretch.run(joined(row, tuple), &exit);
                     Staged::Keyed(match arrangement {
-                        Arrangement::Local(arranged) => keyed.join_core(arranged, combine),
-                        Arrangement::Entered(arranged) => keyed.join_core(arranged, combine),
+                        Shared::Local(arranged) => keyed.join_core(arranged, combine),
+                        Shared::Entered(arranged) => keyed.join_core(arranged, combine),
                     })
                 } else {
                     let exit = exit_rows(exit);
                     let combine =
                         move |_key: &R, row: &R, tuple: &R| stretch.run(joined(row, tuple), &exit);
                     Staged::Rows(match arrangement {
-                        Arrangement::Local(arranged) => keyed.join_core(arranged, combine),
-                        Arrangement::Entered(arranged) => keyed.join_core(arranged, combine),
+                        Shared::Local(arranged) => keyed.join_core(arranged, combine),
+                        Shared::Entered(arranged) => keyed.join_core(arranged, combine),
                     })
                 }
             }
@@ -988,8 +977,8 @@ fn build_pipeline<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
                 let arranged = keyed.clone().arrange_by_key();
                 let present = |_key: &R, row: &R, _: &()| Some(row.clone());
                 let present = match keys {
-                    Keys::Local(keys) => arranged.join_core(keys, present),
-                    Keys::Entered(keys) => arranged.join_core(keys, present),
+                    Shared::Local(keys) => arranged.join_core(keys, present),
+                    Shared::Entered(keys) => arranged.join_core(keys, present),
                 };
                 if exit.keyed() {
                     Staged::Keyed(subtract(keyed, present, stretch, exit_keyed(exit)))
@@ -1111,14 +1100,7 @@ fn build_aggregate<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
                     output.push((R::from_words(&[word]), 1));
                 }
             },
-            |batch, group, updates| {
-                batch.clear();
-                batch.extend(
-                    updates
-                        .drain(..)
-                        .map(|(value, time, diff)| ((group.clone(), value), time, diff)),
-                );
-            },
+            keyed_batch,
         );
     let at = aggregate.at;
     rows.map(move |row: R| (row.project(&keys), row))
