@@ -62,7 +62,9 @@ struct Scenario {
 
 /// Links with a state, plain edges, readings held for a while, recursion through both kinds of
 /// links, negation of the recursive view and of the held-for view, and every kind of aggregate
-/// over keyed and stamped inputs.
+/// over keyed and stamped inputs. The clock is compared in each form the engine's timers take
+/// (`>=`, `<`, `=` with the time negated, a rule that starts from it), next to a rule that
+/// computes with it (`age`).
 const NETWORK: Scenario = Scenario {
     name: "network",
     text: r#"
@@ -93,6 +95,12 @@ hot_reach(x, c) :- path(x, _), c = count : { path(x, y), hot(y) }.
 oldest(t) :- t = min s : { reading(n, v, s) }.
 .decl age(n: number, a: number)
 age(n, a) :- reading(n, _, s), now(t), a = t - s.
+.decl recent(n: number)
+recent(n) :- reading(n, _, since), now(t), t < since + 3.
+.decl exactly(n: number)
+exactly(n) :- reading(n, v, since), now(t), since - t = -2 - v.
+.decl settled()
+settled() :- now(t), t > 12, !hot(1).
 .decl total(v: number)
 total(v) :- v = sum x : { reading(n, x, s) }.
 "#,

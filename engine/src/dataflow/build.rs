@@ -232,7 +232,8 @@ pub enum Body {
 
 /// A part of the program built as one dataflow. What flows between groups is identified by a
 /// *source*: a relation id, or for the rows of a [`Body::Rules`] group, the number of
-/// relations plus the index of its first rule.
+/// relations plus the index of its first rule; the bounds of a [`Timer`](super::plan::Timer)
+/// are the sources after those of the rules.
 #[derive(Clone, Debug)]
 pub struct Group {
     pub body: Body,
@@ -242,6 +243,55 @@ pub struct Group {
     pub reads: Vec<usize>,
     /// The writable relations among its outputs, which transactions feed.
     pub written: Vec<RelationId>,
+    /// The clock, if the group reads it and every rule of the group that reads it does so only
+    /// through comparisons: then the group's results change with the clock only when the
+    /// bounds of its timers say so, and the clock need not be fed to it otherwise.
+    pub clock: Option<RelationId>,
+    /// Its rules' timers (indexes into [`Plan::timers`]), whose bounds it computes.
+    pub timers: Vec<usize>,
+}
+
+impl Group {
+    fn new(body: Body, outputs: Vec<usize>, reads: Vec<usize>, written: Vec<RelationId>) -> Group {
+        Group {
+            body,
+            outputs,
+            reads,
+            written,
+            clock: None,
+            timers: Vec::new(),
+        }
+    }
+
+    /// The plan rules whose rows the group computes.
+    fn rules(&self, program: &ir::Program, plan: &Plan) -> Vec<usize> {
+        match &self.body {
+            Body::Union(_) => Vec::new(),
+            Body::Rules(rules) => rules.clone(),
+            Body::Strata(strata) => (0..plan.rules.len())
+                .filter(|&rule| {
+                    strata.iter().any(|&index| {
+                        program.strata[index]
+                            .relations
+                            .contains(&plan.rules[rule].head)
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// The pipelines the group runs: its rules', and its timers' bounds.
+    fn pipelines<'p>(&self, program: &ir::Program, plan: &'p Plan) -> Vec<&'p Pipeline> {
+        let rules = self.rules(program, plan).into_iter();
+        rules
+            .map(|rule| &plan.rules[rule].pipeline)
+            .chain(
+                self.timers
+                    .iter()
+                    .map(|&timer| &plan.timers[timer].bounds.pipeline),
+            )
+            .collect()
+    }
 }
 
 /// How a program is cut into dataflows.
@@ -272,7 +322,7 @@ pub fn partition(program: &ir::Program, plan: &Plan, split: bool) -> Partition {
     let mut partition = Partition {
         groups: Vec::new(),
         passthrough: Vec::new(),
-        sources: count + plan.rules.len(),
+        sources: count + plan.rules.len() + plan.timers.len(),
     };
     if !split {
         let relations: Vec<RelationId> = program
@@ -280,12 +330,13 @@ pub fn partition(program: &ir::Program, plan: &Plan, split: bool) -> Partition {
             .iter()
             .flat_map(|stratum| stratum.relations.iter().copied())
             .collect();
-        partition.groups.push(Group {
-            body: Body::Strata((0..program.strata.len()).collect()),
-            written: writable(&relations),
-            outputs: relations,
-            reads: Vec::new(),
-        });
+        let written = writable(&relations);
+        partition.groups.push(Group::new(
+            Body::Strata((0..program.strata.len()).collect()),
+            relations,
+            Vec::new(),
+            written,
+        ));
         return partition;
     }
     for (index, stratum) in program.strata.iter().enumerate() {
@@ -310,34 +361,74 @@ pub fn partition(program: &ir::Program, plan: &Plan, split: bool) -> Partition {
             }
         }
         if classes.len() < 2 {
-            partition.groups.push(Group {
-                body: Body::Strata(vec![index]),
-                outputs: stratum.relations.clone(),
-                reads: reads(plan, &rules, &stratum.relations),
-                written: writable(&stratum.relations),
-            });
+            let mut group = Group::new(
+                Body::Strata(vec![index]),
+                stratum.relations.clone(),
+                reads(plan, &rules, &stratum.relations),
+                writable(&stratum.relations),
+            );
+            if !stratum.recursive {
+                timed(&mut group, program, plan, &rules);
+            }
+            partition.groups.push(group);
             continue;
         }
         let mut parts = Vec::new();
         for (reads, members) in classes {
             let source = count + members[0];
             parts.push(source);
-            partition.groups.push(Group {
-                body: Body::Rules(members),
-                outputs: vec![source],
+            let mut group = Group::new(
+                Body::Rules(members.clone()),
+                vec![source],
                 reads,
-                written: Vec::new(),
-            });
+                Vec::new(),
+            );
+            timed(&mut group, program, plan, &members);
+            partition.groups.push(group);
         }
         let relation = stratum.relations[0];
-        partition.groups.push(Group {
-            body: Body::Union(relation),
-            outputs: vec![relation],
-            reads: parts,
-            written: writable(&[relation]),
-        });
+        partition.groups.push(Group::new(
+            Body::Union(relation),
+            vec![relation],
+            parts,
+            writable(&[relation]),
+        ));
     }
     partition
+}
+
+/// Marks `group`, of non-recursive `rules`, as reading the clock only through timers, if it
+/// reads the clock and every rule of it that does reads it only through comparisons (see
+/// [`Group::clock`]).
+fn timed(group: &mut Group, program: &ir::Program, plan: &Plan, rules: &[usize]) {
+    let Some(clock) = program.relations.iter().position(|r| r.feed.clock) else {
+        return;
+    };
+    let mut reads_clock = false;
+    for &rule in rules {
+        let (mut joins, mut negations, mut scans) = (Vec::new(), Vec::new(), Vec::new());
+        needs(
+            &plan.rules[rule].pipeline,
+            &mut joins,
+            &mut negations,
+            &mut scans,
+        );
+        let reads = joins.iter().any(|(relation, _)| *relation == clock)
+            || negations.iter().any(|(relation, _, _)| *relation == clock)
+            || scans.contains(&clock);
+        if reads {
+            if plan.rules[rule].clock != Some(clock) {
+                return;
+            }
+            reads_clock = true;
+        }
+    }
+    if reads_clock {
+        group.clock = Some(clock);
+        group.timers = (0..plan.timers.len())
+            .filter(|&timer| rules.contains(&plan.timers[timer].rule))
+            .collect();
+    }
 }
 
 /// The relations that `rules` read, other than `own`, sorted.
@@ -381,32 +472,15 @@ pub struct Shapes {
 
 /// How the dataflow of `group` reads each source of its [`Group::reads`].
 pub fn shapes(program: &ir::Program, plan: &Plan, group: &Group) -> Shapes {
-    let rules: Vec<usize> = match &group.body {
-        Body::Union(_) => {
-            return Shapes {
-                rows: group.reads.clone(),
-                ..Shapes::default()
-            };
-        }
-        Body::Rules(rules) => rules.clone(),
-        Body::Strata(strata) => (0..plan.rules.len())
-            .filter(|&rule| {
-                strata.iter().any(|&index| {
-                    program.strata[index]
-                        .relations
-                        .contains(&plan.rules[rule].head)
-                })
-            })
-            .collect(),
-    };
+    if let Body::Union(_) = &group.body {
+        return Shapes {
+            rows: group.reads.clone(),
+            ..Shapes::default()
+        };
+    }
     let (mut joins, mut negations, mut scans) = (Vec::new(), Vec::new(), Vec::new());
-    for &rule in &rules {
-        needs(
-            &plan.rules[rule].pipeline,
-            &mut joins,
-            &mut negations,
-            &mut scans,
-        );
+    for pipeline in group.pipelines(program, plan) {
+        needs(pipeline, &mut joins, &mut negations, &mut scans);
     }
     let read = |source: &usize| group.reads.contains(source);
     scans.retain(read);
@@ -449,7 +523,7 @@ pub fn uses_unit(program: &ir::Program, plan: &Plan, group: &Group) -> bool {
                 _ => false,
             })
     }
-    match &group.body {
+    let rules = match &group.body {
         Body::Union(_) => false,
         Body::Rules(rules) => rules
             .iter()
@@ -466,7 +540,35 @@ pub fn uses_unit(program: &ir::Program, plan: &Plan, group: &Group) -> bool {
                 && !group.written.contains(&stratum.relations[0]);
             empty || rules.any(|rule| starts_from_unit(&rule.pipeline))
         }),
-    }
+    };
+    rules
+        || group
+            .timers
+            .iter()
+            .any(|&timer| starts_from_unit(&plan.timers[timer].bounds.pipeline))
+}
+
+/// The source of the bounds of `timer` (see [`Group`]).
+pub fn timer_source(program: &ir::Program, plan: &Plan, timer: usize) -> usize {
+    program.relations.len() + plan.rules.len() + timer
+}
+
+/// The bounds of the timers of `group`, as outputs.
+fn timer_bounds<'s, R: Row>(
+    program: &ir::Program,
+    plan: &Plan,
+    group: &Group,
+    env: &mut Env<'s, R, Time>,
+    interner: &Interner,
+) -> Vec<(usize, Output<'s, R>)> {
+    group
+        .timers
+        .iter()
+        .map(|&timer| {
+            let bounds = build_rule(&plan.timers[timer].bounds, env, interner);
+            (timer_source(program, plan, timer), Output::Rows(bounds))
+        })
+        .collect()
 }
 
 /// Builds the dataflow of `group` in `scope`. Returns what it computes for each of its outputs.
@@ -489,7 +591,9 @@ pub fn build<'s, R: Row>(
                 .iter()
                 .map(|&rule| build_rule(&plan.rules[rule], &mut env, interner))
                 .collect();
-            return vec![(group.outputs[0], Output::Rows(union(scope, parts)))];
+            let mut outputs = vec![(group.outputs[0], Output::Rows(union(scope, parts)))];
+            outputs.extend(timer_bounds(program, plan, group, &mut env, interner));
+            return outputs;
         }
         Body::Union(relation) => {
             let mut parts: Vec<_> = feeds.written.get(relation).cloned().into_iter().collect();
@@ -609,14 +713,16 @@ pub fn build<'s, R: Row>(
             env.relations.insert(relation, collection);
         }
     }
-    group
+    let mut outputs: Vec<_> = group
         .outputs
         .iter()
         .map(|&relation| match env.distinct.get(&relation) {
             Some(arranged) => (relation, Output::Distinct(arranged.clone())),
             None => (relation, Output::Rows(env.relation(relation))),
         })
-        .collect()
+        .collect();
+    outputs.extend(timer_bounds(program, plan, group, &mut env, interner));
+    outputs
 }
 
 /// The union of the parts of a relation: a concatenation only where there is more than one.

@@ -21,8 +21,8 @@
 
 use super::eval::{self, Compiled, CompiledCondition};
 use crate::ir::{self, RelationId, RuleId, VarId};
-use crate::syntax::ast::AggregateKind;
-use crate::value::{Interner, Type};
+use crate::syntax::ast::{AggregateKind, BinaryOp, CompareOp, UnaryOp};
+use crate::value::{Interner, Type, Value};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -30,6 +30,9 @@ use std::fmt::Write as _;
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub rules: Vec<RulePlan>,
+    /// The clock comparisons of the rules that read the clock only through them (see
+    /// [`Timer`]).
+    pub timers: Vec<Timer>,
     /// The widest row any step makes, in words.
     pub width: usize,
 }
@@ -41,6 +44,66 @@ pub struct RulePlan {
     pub pipeline: Pipeline,
     /// The head tuple, computed from the pipeline's final rows.
     pub head_args: Vec<Compiled>,
+    /// The clock relation, if the rule reads it only as one top-level atom whose time is
+    /// compared, each comparison a [`Timer`] of [`Plan::timers`]: then the rule's result
+    /// changes with the clock only when some comparison changes its truth.
+    pub clock: Option<RelationId>,
+}
+
+/// A comparison of the time `t` of the clock with what the rest of a rule binds, of the form
+/// `sign * t + offset  op  bound` (in wrapping arithmetic, as the rule computes it): its truth
+/// for each binding changes only where `sign * t + offset` passes `bound`, or wraps.
+///
+/// `bounds` is a pipeline of the rule's other literals (the clock's atom and its comparisons
+/// left out), whose head is `(offset, bound)` for each binding: from those rows the runtime
+/// tells whether the clock's move from one time to another can change the rule's result at
+/// all, and feeds the new time to the rule's dataflow only if it can.
+#[derive(Clone, Debug)]
+pub struct Timer {
+    /// The rule (an index into [`Plan::rules`]).
+    pub rule: usize,
+    pub bounds: RulePlan,
+    pub sign: i64,
+    pub op: CompareOp,
+}
+
+/// Whether the comparison of a timer of `sign` and `op` holds alike, for a binding with
+/// `offset` and `bound`, at every time from `from` to `to` (in either order).
+pub fn steady(sign: i64, op: CompareOp, offset: i64, bound: i64, from: i64, to: i64) -> bool {
+    let side = |t: i64| i128::from(sign) * i128::from(t) + i128::from(offset);
+    let (a, b) = (side(from), side(to));
+    let (low, high) = (a.min(b), a.max(b));
+    // The values the side takes, as the rule computes it (wrapping): one run, two where it
+    // wraps past the largest number, or all of them. (A cast from 128 bits wraps.)
+    let turn = |x: i128| (x - i128::from(i64::MIN)).div_euclid(1 << 64);
+    let runs: &[(i64, i64)] = if high - low >= (1 << 64) - 1 {
+        &[(i64::MIN, i64::MAX)]
+    } else if turn(low) == turn(high) {
+        &[(low as i64, high as i64)]
+    } else {
+        &[(low as i64, i64::MAX), (i64::MIN, high as i64)]
+    };
+    match op {
+        // Not monotone: steady where the side takes one value, or never `bound`.
+        CompareOp::Eq | CompareOp::Ne => {
+            runs == [(low as i64, low as i64)]
+                || runs
+                    .iter()
+                    .all(|&(first, last)| bound < first || bound > last)
+        }
+        // Monotone along each run: steady where the ends of every run agree.
+        _ => {
+            let holds = |v: i64| match op {
+                CompareOp::Lt => v < bound,
+                CompareOp::Le => v <= bound,
+                CompareOp::Gt => v > bound,
+                _ => v >= bound,
+            };
+            let first = holds(runs[0].0);
+            runs.iter()
+                .all(|&(start, end)| holds(start) == first && holds(end) == first)
+        }
+    }
 }
 
 /// A start and a sequence of steps.
@@ -137,6 +200,7 @@ pub fn plan(program: &ir::Program, interner: &Interner) -> Result<Plan, String> 
         .unwrap_or(0)
         .max(1);
     let mut rules = Vec::new();
+    let mut timers = Vec::new();
     for (index, rule) in program.rules.iter().enumerate() {
         let mut planner = Planner { interner, width: 0 };
         let head_vars = variables_of_exprs(&rule.head_args);
@@ -148,14 +212,211 @@ pub fn plan(program: &ir::Program, interner: &Interner) -> Result<Plan, String> 
             .map(|arg| eval::compile(arg, &position, interner))
             .collect::<Result<Vec<_>, _>>()?;
         width = width.max(planner.width);
+        let mut clock = None;
+        if let Some(found) = clock_comparisons(program, rule) {
+            for comparison in found.comparisons {
+                let mut planner = Planner { interner, width: 0 };
+                let live =
+                    variables_of_exprs(&[comparison.offset.clone(), comparison.bound.clone()]);
+                let (pipeline, layout) = planner.pipeline(&found.rest, Vec::new(), false, &live)?;
+                let position =
+                    |var: VarId| layout.iter().position(|&v| v == var).unwrap_or(usize::MAX);
+                let head_args = [&comparison.offset, &comparison.bound]
+                    .into_iter()
+                    .map(|arg| eval::compile(arg, &position, interner))
+                    .collect::<Result<Vec<_>, _>>()?;
+                width = width.max(planner.width).max(2);
+                timers.push(Timer {
+                    rule: rules.len(),
+                    bounds: RulePlan {
+                        rule: index,
+                        head: rule.head,
+                        pipeline,
+                        head_args,
+                        clock: None,
+                    },
+                    sign: comparison.sign,
+                    op: comparison.op,
+                });
+            }
+            clock = Some(found.clock);
+        }
         rules.push(RulePlan {
             rule: index,
             head: rule.head,
             pipeline,
             head_args,
+            clock,
         });
     }
-    Ok(Plan { rules, width })
+    Ok(Plan {
+        rules,
+        timers,
+        width,
+    })
+}
+
+/// A rule's reading of the clock, when it is only through comparisons (see [`Timer`]).
+struct ClockReading {
+    clock: RelationId,
+    comparisons: Vec<Comparison>,
+    /// The rule's body without the clock's atom and the comparisons.
+    rest: Vec<ir::Literal>,
+}
+
+/// `sign * t + offset  op  bound`, with `offset` the side of `t` at `t = 0`.
+struct Comparison {
+    sign: i64,
+    offset: ir::Expr,
+    op: CompareOp,
+    bound: ir::Expr,
+}
+
+/// How `rule` reads the clock, if it reads it as one top-level atom `clock(t)` and reads `t`
+/// only in comparisons of `number`s where `t` appears once, under `+`, `-` and negation.
+fn clock_comparisons(program: &ir::Program, rule: &ir::Rule) -> Option<ClockReading> {
+    let clock = program.relations.iter().position(|r| r.feed.clock)?;
+    let mentions =
+        |body: &[ir::Literal]| body.iter().any(|literal| mentions_relation(literal, clock));
+    let atoms: Vec<usize> = (0..rule.body.len())
+        .filter(|&i| matches!(&rule.body[i], ir::Literal::Positive(atom) if atom.relation == clock))
+        .collect();
+    let [at] = atoms[..] else { return None };
+    let ir::Literal::Positive(atom) = &rule.body[at] else {
+        return None;
+    };
+    let time = atom.args.first().copied().flatten();
+    let mut comparisons = Vec::new();
+    let mut rest = Vec::new();
+    for (index, literal) in rule.body.iter().enumerate() {
+        if index == at {
+            continue;
+        }
+        let Some(time) = time else {
+            rest.push(literal.clone());
+            continue;
+        };
+        let mut read = BTreeSet::new();
+        reads(literal, &mut read);
+        if !read.contains(&time) {
+            rest.push(literal.clone());
+            continue;
+        }
+        let ir::Literal::Filter(ir::Condition::Compare {
+            op,
+            ty: Type::Number,
+            lhs,
+            rhs,
+            ..
+        }) = literal
+        else {
+            return None;
+        };
+        let (left, right) = (linear(lhs, time)?, linear(rhs, time)?);
+        let (sign, side, op, bound) = match (left, right) {
+            (0, 0) => return None,
+            (sign, 0) => (sign, lhs, *op, rhs),
+            (0, sign) => (sign, rhs, mirror(*op), lhs),
+            _ => return None,
+        };
+        comparisons.push(Comparison {
+            sign,
+            offset: at_zero(side, time),
+            op,
+            bound: bound.clone(),
+        });
+    }
+    let in_head = time.is_some_and(|time| variables_of_exprs(&rule.head_args).contains(&time));
+    if in_head || mentions(&rest) {
+        return None;
+    }
+    Some(ClockReading {
+        clock,
+        comparisons,
+        rest,
+    })
+}
+
+/// Whether `literal` reads `relation`, in an atom or inside an aggregate.
+fn mentions_relation(literal: &ir::Literal, relation: RelationId) -> bool {
+    match literal {
+        ir::Literal::Positive(atom) | ir::Literal::Negative(atom) => atom.relation == relation,
+        ir::Literal::Aggregate(aggregate) => aggregate
+            .body
+            .iter()
+            .any(|literal| mentions_relation(literal, relation)),
+        _ => false,
+    }
+}
+
+/// The coefficient of `time` in `expr` (0, 1 or -1) when `expr` is `time` under `+`, `-` and
+/// negation of `number`s, at most once; `None` when `time` appears otherwise.
+fn linear(expr: &ir::Expr, time: VarId) -> Option<i64> {
+    let mut reads_time = false;
+    expr.visit_variables(&mut |var| reads_time |= var == time);
+    if !reads_time {
+        return Some(0);
+    }
+    match expr {
+        ir::Expr::Var(_, Type::Number) => Some(1),
+        ir::Expr::Unary {
+            op: UnaryOp::Neg,
+            ty: Type::Number,
+            arg,
+        } => Some(-linear(arg, time)?),
+        ir::Expr::Binary {
+            op: op @ (BinaryOp::Add | BinaryOp::Sub),
+            ty: Type::Number,
+            operand: Type::Number,
+            lhs,
+            rhs,
+        } => {
+            let (left, right) = (linear(lhs, time)?, linear(rhs, time)?);
+            let right = if *op == BinaryOp::Sub { -right } else { right };
+            match (left, right) {
+                (0, sign) | (sign, 0) => Some(sign),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `expr` with `time` replaced by 0.
+fn at_zero(expr: &ir::Expr, time: VarId) -> ir::Expr {
+    match expr {
+        ir::Expr::Var(var, _) if *var == time => ir::Expr::Const(Value::Number(0)),
+        ir::Expr::Unary { op, ty, arg } => ir::Expr::Unary {
+            op: *op,
+            ty: *ty,
+            arg: Box::new(at_zero(arg, time)),
+        },
+        ir::Expr::Binary {
+            op,
+            ty,
+            operand,
+            lhs,
+            rhs,
+        } => ir::Expr::Binary {
+            op: *op,
+            ty: *ty,
+            operand: *operand,
+            lhs: Box::new(at_zero(lhs, time)),
+            rhs: Box::new(at_zero(rhs, time)),
+        },
+        other => other.clone(),
+    }
+}
+
+/// The comparison with its sides swapped: `a op b` is `b (mirror op) a`.
+fn mirror(op: CompareOp) -> CompareOp {
+    match op {
+        CompareOp::Lt => CompareOp::Gt,
+        CompareOp::Le => CompareOp::Ge,
+        CompareOp::Gt => CompareOp::Lt,
+        CompareOp::Ge => CompareOp::Le,
+        other => other,
+    }
 }
 
 struct Planner<'a> {
@@ -576,5 +837,75 @@ fn describe_condition(condition: &CompiledCondition) -> String {
         }
         CompiledCondition::Bool(value) => value.to_string(),
         CompiledCondition::Not(condition) => format!("!{}", describe_condition(condition)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `steady` against the comparison evaluated at every time between, as a rule computes it
+    /// (wrapping), around zero and at both ends of the 64-bit range.
+    #[test]
+    fn a_timer_is_steady_exactly_when_no_time_between_changes_the_comparison() {
+        let edges = [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + 3,
+            -7,
+            -1,
+            0,
+            1,
+            6,
+            i64::MAX - 2,
+            i64::MAX,
+        ];
+        let ops = [
+            CompareOp::Eq,
+            CompareOp::Ne,
+            CompareOp::Lt,
+            CompareOp::Le,
+            CompareOp::Gt,
+            CompareOp::Ge,
+        ];
+        let starts = [i64::MIN, i64::MIN + 2, -6, -1, 0, 3, i64::MAX - 5];
+        let mut checked = 0;
+        for sign in [1i64, -1] {
+            for op in ops {
+                for offset in edges {
+                    for bound in edges
+                        .iter()
+                        .copied()
+                        .chain([offset, offset.wrapping_neg(), 2, -2])
+                    {
+                        for from in starts {
+                            for length in 0..6 {
+                                let to = from.saturating_add(length);
+                                let holds = |t: i64| {
+                                    let side = sign.wrapping_mul(t).wrapping_add(offset);
+                                    match op {
+                                        CompareOp::Eq => side == bound,
+                                        CompareOp::Ne => side != bound,
+                                        CompareOp::Lt => side < bound,
+                                        CompareOp::Le => side <= bound,
+                                        CompareOp::Gt => side > bound,
+                                        CompareOp::Ge => side >= bound,
+                                    }
+                                };
+                                let alike = (from..=to).all(|t| holds(t) == holds(from));
+                                assert_eq!(
+                                    steady(sign, op, offset, bound, from, to),
+                                    alike,
+                                    "{sign} * t + {offset} {op:?} {bound}, t from {from} to {to}"
+                                );
+                                assert_eq!(steady(sign, op, offset, bound, to, from), alike);
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000);
     }
 }

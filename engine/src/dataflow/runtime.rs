@@ -24,7 +24,7 @@
 //! end up in a row that another process outputs.
 
 use super::build::{self, Time};
-use super::plan::Plan;
+use super::plan::{self, Plan};
 use super::row::Row;
 use crate::ir::{self, RelationId};
 use crate::value::{Interner, Word};
@@ -207,6 +207,15 @@ impl<R: Row> Runtime<R> {
         self.time
     }
 
+    /// How many dataflows the last time stepped (with one worker).
+    #[cfg(test)]
+    fn stepped(&self) -> usize {
+        match &self.workers {
+            Workers::Inline(inline) => inline.stepper.stepped,
+            _ => 0,
+        }
+    }
+
     pub fn contents(&self, relation: RelationId) -> &FxHashSet<R> {
         &self.contents[relation]
     }
@@ -299,6 +308,10 @@ struct Stepper<R: Row> {
     prune: bool,
     /// The time being completed.
     time: Time,
+    /// The clock relation, where some part reads it only through timers, and its one tuple.
+    clock: Option<(RelationId, Option<R>)>,
+    /// How many parts the last time stepped.
+    stepped: usize,
 }
 
 impl<R: Row> Stepper<R> {
@@ -313,8 +326,37 @@ impl<R: Row> Stepper<R> {
         let mut parts: Vec<Part<R>> = partition
             .groups
             .iter()
-            .map(|group| construct(worker, program, plan, interner, group, &|_| true))
+            .map(|group| {
+                let mut part = construct(worker, program, plan, interner, group, &|_| true);
+                // A part that reads the clock only through timers is fed the clock lazily:
+                // only with one worker (where parts are stepped apart), and only the clock
+                // that transactions write (no rule derives it).
+                if let Some(clock) = group.clock
+                    && prune
+                    && partition.passthrough.contains(&clock)
+                {
+                    part.lazy = Some(Lazy {
+                        clock,
+                        fed: None,
+                        timers: group
+                            .timers
+                            .iter()
+                            .map(|&timer| Bounds {
+                                source: build::timer_source(program, plan, timer),
+                                sign: plan.timers[timer].sign,
+                                op: plan.timers[timer].op,
+                                rows: HashMap::new(),
+                            })
+                            .collect(),
+                    });
+                }
+                part
+            })
             .collect();
+        let clock = parts
+            .iter()
+            .find_map(|part| part.lazy.as_ref())
+            .map(|lazy| (lazy.clock, None));
         if worker.index() == 0 {
             for part in &mut parts {
                 if let Some(unit) = &mut part.unit {
@@ -335,6 +377,8 @@ impl<R: Row> Stepper<R> {
             relation_count: program.relations.len(),
             prune,
             time: 0,
+            clock,
+            stepped: 0,
         }
     }
 
@@ -346,6 +390,19 @@ impl<R: Row> Stepper<R> {
         let (read, relation_count) = (&self.read, self.relation_count);
         // Changes of this time by relation: written, and then derived part by part.
         let mut written: Vec<Vec<(R, isize)>> = vec![Vec::new(); relation_count];
+        if let Some((clock, current)) = &mut self.clock {
+            // Net updates: a retraction of the tuple there, an insertion of one that is not.
+            for (relation, row, diff) in &updates {
+                if relation == clock && *diff < 0 && current.as_ref() == Some(row) {
+                    *current = None;
+                }
+            }
+            for (relation, row, diff) in &updates {
+                if relation == clock && *diff > 0 {
+                    *current = Some(row.clone());
+                }
+            }
+        }
         for (relation, row, diff) in updates {
             written[relation].push((row, diff));
         }
@@ -365,15 +422,44 @@ impl<R: Row> Stepper<R> {
         // The changes of every relation, for the reply; derived ones are moved, not copied,
         // unless a later group reads them.
         let mut all: Updates<R> = Vec::new();
+        self.stepped = 0;
         for part in &mut self.parts {
-            let fed = part.feed(&written, &changes);
+            let fed = match (part.lazy.take(), &self.clock) {
+                (Some(mut lazy), Some((_, current))) => {
+                    // The clock is fed only with other changes, or when it may change what
+                    // the part computes; until then the part holds an earlier tuple of it.
+                    let others = part.changed(&written, &changes, lazy.clock);
+                    let moved = lazy.fed != *current;
+                    if !others && time > 1 && (!moved || lazy.steady(current.as_ref())) {
+                        part.lazy = Some(lazy);
+                        continue;
+                    }
+                    let mut clock = Vec::new();
+                    if moved {
+                        clock.extend(lazy.fed.take().map(|row| (row, -1)));
+                        clock.extend(current.clone().map(|row| (row, 1)));
+                        lazy.fed = current.clone();
+                    }
+                    let fed = part.feed(&written, &changes, Some((lazy.clock, &clock)));
+                    part.lazy = Some(lazy);
+                    fed
+                }
+                (lazy, _) => {
+                    part.lazy = lazy;
+                    part.feed(&written, &changes, None)
+                }
+            };
             if self.prune && !fed && time > 1 {
                 continue;
             }
+            self.stepped += 1;
             part.advance(time);
             worker.step_while(|| before(&part.frontier, time));
             let mut derived = std::mem::take(&mut *part.buffer.borrow_mut());
             consolidate(&mut derived);
+            if let Some(lazy) = &mut part.lazy {
+                lazy.take_bounds(&derived);
+            }
             for (source, row, diff) in &derived {
                 if read[*source] {
                     changes[*source].push((row.clone(), *diff));
@@ -421,34 +507,113 @@ struct Part<R: Row> {
     buffer: Rc<RefCell<Updates<R>>>,
     /// How far the captured relations have come.
     frontier: Frontier,
+    /// How the part is fed the clock, if it reads it only through timers.
+    lazy: Option<Lazy<R>>,
+}
+
+/// A part that reads the clock only through timers (see [`build::Group::clock`]).
+struct Lazy<R: Row> {
+    clock: RelationId,
+    /// The clock's tuple as the part last saw it.
+    fed: Option<R>,
+    timers: Vec<Bounds<R>>,
+}
+
+/// The bounds of a timer, as its part last computed them: `(offset, bound)` rows, counted.
+struct Bounds<R: Row> {
+    source: usize,
+    sign: i64,
+    op: crate::syntax::ast::CompareOp,
+    rows: HashMap<R, isize>,
+}
+
+impl<R: Row> Lazy<R> {
+    /// Whether the part computes the same with the clock at `current` as with the tuple it
+    /// last saw: both there, and no comparison of any timer changing its truth between.
+    fn steady(&self, current: Option<&R>) -> bool {
+        let (Some(fed), Some(current)) = (&self.fed, current) else {
+            return false;
+        };
+        let time = |row: &R| row.get(0) as i64;
+        let (from, to) = (time(fed), time(current));
+        self.timers.iter().all(|bounds| {
+            bounds.rows.keys().all(|row| {
+                let (offset, bound) = (row.get(0) as i64, row.get(1) as i64);
+                plan::steady(bounds.sign, bounds.op, offset, bound, from, to)
+            })
+        })
+    }
+
+    /// Takes in the changes of the bounds among a step's changes.
+    fn take_bounds(&mut self, derived: &Updates<R>) {
+        for (source, row, diff) in derived {
+            let Some(bounds) = self.timers.iter_mut().find(|b| b.source == *source) else {
+                continue;
+            };
+            let count = bounds.rows.entry(row.clone()).or_insert(0);
+            *count += diff;
+            if *count == 0 {
+                bounds.rows.remove(row);
+            }
+        }
+    }
 }
 
 impl<R: Row> Part<R> {
-    /// Feeds the group this time's writes of its relations and changes of what it reads;
-    /// returns whether there were any.
-    fn feed(&mut self, written: &[Vec<(R, isize)>], changes: &[Vec<(R, isize)>]) -> bool {
+    /// Feeds the group this time's writes of its relations and changes of what it reads (with
+    /// `instead`, other changes of one source); returns whether there were any.
+    fn feed(
+        &mut self,
+        written: &[Vec<(R, isize)>],
+        changes: &[Vec<(R, isize)>],
+        instead: Option<(usize, &[(R, isize)])>,
+    ) -> bool {
+        let of = |source: usize| match instead {
+            Some((replaced, rows)) if replaced == source => rows,
+            _ => &changes[source][..],
+        };
         let mut fed = false;
-        for (sessions, updates) in [(&mut self.written, written), (&mut self.reads, changes)] {
-            for (relation, session) in sessions.iter_mut() {
-                for (row, diff) in &updates[*relation] {
-                    session.update(row.clone(), *diff);
-                    fed = true;
-                }
+        for (relation, session) in self.written.iter_mut() {
+            for (row, diff) in &written[*relation] {
+                session.update(row.clone(), *diff);
+                fed = true;
+            }
+        }
+        for (source, session) in self.reads.iter_mut() {
+            for (row, diff) in of(*source) {
+                session.update(row.clone(), *diff);
+                fed = true;
             }
         }
         for (source, columns, session) in &mut self.keyed {
-            for (row, diff) in &changes[*source] {
+            for (row, diff) in of(*source) {
                 session.update((row.project(columns), row.clone()), *diff);
                 fed = true;
             }
         }
         for (source, columns, whole, session) in &mut self.keys {
-            for (row, diff) in &changes[*source] {
+            for (row, diff) in of(*source) {
                 session.update((build::project(row.clone(), columns, *whole), ()), *diff);
                 fed = true;
             }
         }
         fed
+    }
+
+    /// Whether this time changed anything the group reads other than `except`.
+    fn changed(
+        &self,
+        written: &[Vec<(R, isize)>],
+        changes: &[Vec<(R, isize)>],
+        except: usize,
+    ) -> bool {
+        let changed = |source: &usize| *source != except && !changes[*source].is_empty();
+        self.written
+            .keys()
+            .any(|relation| !written[*relation].is_empty())
+            || self.reads.keys().any(changed)
+            || self.keyed.iter().any(|(source, _, _)| changed(source))
+            || self.keys.iter().any(|(source, _, _, _)| changed(source))
     }
 
     /// Moves every input of the group to `time`, so that earlier times can complete.
@@ -594,6 +759,7 @@ fn construct<R: Row>(
             }
         });
         Part {
+            lazy: None,
             written,
             reads,
             keyed,
@@ -802,5 +968,102 @@ mod tests {
         assert_eq!(sizes(&engine), (5, 0));
         link(&mut engine, 7, 8);
         assert_eq!(sizes(&engine), (5, 1));
+    }
+
+    /// Rules that compare the clock with what they read, in each form a timer takes, next to
+    /// one that computes with the time itself.
+    const TIMERS: &str = "
+        .decl now(t: number)
+        .input now(IO=clock)
+        .decl since(k: number, x: number)
+        .input since
+        .decl held(k: number)
+        held(k) :- since(k, x), now(t), t - x >= 10.
+        .decl fresh(k: number)
+        fresh(k) :- since(k, x), now(t), t < x + 3.
+        .decl at(k: number)
+        at(k) :- since(k, x), now(t), x - t = -5.
+        .decl late()
+        late() :- now(t), t >= 100.
+        .decl clocked()
+        clocked() :- now(_).
+        .decl age(k: number, a: number)
+        age(k, t - x) :- since(k, x), now(t).
+    ";
+
+    /// A part that reads the clock only through comparisons is stepped when the clock crosses
+    /// one of them, or when something else it reads changes, and holds what the rules say at
+    /// every time in between.
+    #[test]
+    fn the_clock_reaches_a_rule_only_when_a_comparison_turns() {
+        use super::{Row, Runtime, Updates};
+        use crate::value::{Interner, Word};
+        use std::sync::Arc;
+        type R = [Word; 4];
+        let program = crate::compile_source("timers.dl", TIMERS).unwrap();
+        let interner = Interner::new();
+        let plan = super::super::plan::plan(&program, &interner).unwrap();
+        assert_eq!(
+            plan.timers.len(),
+            4,
+            "one comparison in each of held, fresh, at and late"
+        );
+        let program = Arc::new(program);
+        let id = |name: &str| program.relation(name).unwrap();
+        let row = |words: &[i64]| {
+            let words: Vec<Word> = words.iter().map(|&w| w as Word).collect();
+            R::from_words(&words)
+        };
+        let (mut runtime, _) =
+            Runtime::<R>::start(program.clone(), Arc::new(plan), interner, 1).unwrap();
+        let mut since: Vec<(i64, i64)> = vec![(1, 0)];
+        let mut updates: Updates<R> =
+            vec![(id("now"), row(&[0]), 1), (id("since"), row(&[1, 0]), 1)];
+        for t in 0..=120i64 {
+            if t > 0 {
+                updates.push((id("now"), row(&[t - 1]), -1));
+                updates.push((id("now"), row(&[t]), 1));
+            }
+            if t == 20 {
+                updates.push((id("since"), row(&[2, 50]), 1));
+                since.push((2, 50));
+            }
+            runtime.apply(std::mem::take(&mut updates)).unwrap();
+            let expect = |holds: &dyn Fn(i64, i64) -> bool| -> Vec<R> {
+                let mut rows: Vec<R> = since
+                    .iter()
+                    .filter(|&&(_, x)| holds(t, x))
+                    .map(|&(k, _)| row(&[k]))
+                    .collect();
+                rows.sort();
+                rows
+            };
+            let contents = |name: &str| -> Vec<R> {
+                let mut rows: Vec<R> = runtime.contents(id(name)).iter().cloned().collect();
+                rows.sort();
+                rows
+            };
+            assert_eq!(contents("held"), expect(&|t, x| t - x >= 10), "held at {t}");
+            assert_eq!(contents("fresh"), expect(&|t, x| t < x + 3), "fresh at {t}");
+            assert_eq!(contents("at"), expect(&|t, x| x - t == -5), "at at {t}");
+            assert_eq!(contents("late").len(), usize::from(t >= 100), "late at {t}");
+            assert_eq!(contents("clocked").len(), 1, "clocked at {t}");
+            assert_eq!(contents("age").len(), since.len(), "age at {t}");
+            if t == 20 {
+                // A new row of `since`: every rule that reads it, with the clock as it is now.
+                assert_eq!(runtime.stepped(), 4, "dataflows stepped at {t}");
+            } else if t > 0 {
+                // `age` computes with the time: it is stepped at every tick. The others only
+                // where a comparison of theirs turns, for some row of `since`.
+                let turns = [
+                    since.iter().any(|&(_, x)| t == x + 10),
+                    since.iter().any(|&(_, x)| t == x + 3),
+                    since.iter().any(|&(_, x)| t == x + 5 || t == x + 6),
+                    t == 100,
+                ];
+                let parts = turns.iter().filter(|&&turned| turned).count();
+                assert_eq!(runtime.stepped(), 1 + parts, "dataflows stepped at {t}");
+            }
+        }
     }
 }
