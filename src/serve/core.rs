@@ -364,6 +364,12 @@ impl Core {
     }
 }
 
+/// A committed transaction: the change set to answer, and the engine's own.
+struct Committed {
+    answer: Changes,
+    changes: ChangeSet,
+}
+
 struct State {
     engine: Engine,
     journal: Journal,
@@ -381,9 +387,18 @@ impl State {
         match command {
             Command::Transact(entry, all, reply) => {
                 let started = Instant::now();
-                let result = self.transact(entry, all, observer);
+                let result = self.transact(entry, all);
                 self.metrics.transaction(started.elapsed(), result.is_ok());
-                let _ = reply.send(result);
+                match result {
+                    Ok(committed) => {
+                        // Acknowledged first: what follows is not part of the transaction.
+                        let _ = reply.send(Ok(committed.answer));
+                        self.after(&committed.changes, observer);
+                    }
+                    Err(refusal) => {
+                        let _ = reply.send(Err(refusal));
+                    }
+                }
             }
             Command::WhatIf(entry, all, reply) => {
                 let result = entry
@@ -419,8 +434,11 @@ impl State {
                         ..Entry::default()
                     };
                     let started = Instant::now();
-                    let result = self.transact(entry, false, observer);
+                    let result = self.transact(entry, false);
                     self.metrics.transaction(started.elapsed(), result.is_ok());
+                    if let Ok(committed) = result {
+                        self.after(&committed.changes, observer);
+                    }
                 }
             }
             Command::Compact(reply) => {
@@ -433,14 +451,10 @@ impl State {
         }
     }
 
-    /// Commits a transaction; answers the change set of the views, or with `all` of every
-    /// relation.
-    fn transact(
-        &mut self,
-        mut entry: Entry,
-        all: bool,
-        observer: &mut Option<Observer>,
-    ) -> Result<Changes, Refusal> {
+    /// Commits a transaction, durably, and publishes its change set to the watchers; answers
+    /// the change set of the views, or with `all` of every relation. The observer and
+    /// compaction come after, in [`State::after`], once the transaction is acknowledged.
+    fn transact(&mut self, mut entry: Entry, all: bool) -> Result<Committed, Refusal> {
         let time = self.engine.time() + 1;
         if entry.time.is_none() && self.wall_clock {
             entry.time = Some(super::wall_clock().max(self.engine.now()));
@@ -470,23 +484,29 @@ impl State {
             std::process::exit(74);
         }
         self.kept.push(record);
-        if let Some(observer) = observer {
-            observer(&changes, &self.engine);
-        }
         let api = Changes::of(&changes, &|r| self.is_view(r));
         self.feed.publish(api.clone());
         self.update_gauges();
+        let answer = if all {
+            Changes::of(&changes, &|_| true)
+        } else {
+            api
+        };
+        Ok(Committed { answer, changes })
+    }
+
+    /// What follows a committed transaction: the observer (the decision log), and a snapshot
+    /// with compaction when the journal has grown enough.
+    fn after(&mut self, changes: &ChangeSet, observer: &mut Option<Observer>) {
+        if let Some(observer) = observer {
+            observer(changes, &self.engine);
+        }
         if self.snapshot_every > 0
             && self.kept.len() as u64 >= self.snapshot_every
             && let Err(error) = self.compact()
         {
             eprintln!("warning: compaction failed, the journal keeps growing: {error:#}");
         }
-        Ok(if all {
-            Changes::of(&changes, &|_| true)
-        } else {
-            api
-        })
     }
 
     fn query(&self, text: &str) -> Result<Answer, Refusal> {
