@@ -14,7 +14,9 @@
 //! So with one worker each stratum, or set of rules, is a dataflow of its own (see
 //! [`build::partition`]): a transaction visits them in order, feeds each the changes of what it
 //! reads, and advances only those that got any. A dataflow left behind stays at an earlier
-//! time, which is sound: nothing it reads changed since. With more workers the program is one
+//! time, which is sound: nothing it reads changed since. A dataflow whose rules read the clock
+//! only through timers (see [`plan::Timer`]) is also left behind when only the clock moved and
+//! no comparison of theirs turns: it keeps the earlier time, which gives the same result. With more workers the program is one
 //! dataflow, since only worker 0 knows what changed.
 //!
 //! A batch run ([`run_batch`]) is the command-line evaluation: each worker, possibly in another
