@@ -523,29 +523,24 @@ pub fn uses_unit(program: &ir::Program, plan: &Plan, group: &Group) -> bool {
                 _ => false,
             })
     }
-    let rules = match &group.body {
-        Body::Union(_) => false,
-        Body::Rules(rules) => rules
-            .iter()
-            .any(|&rule| starts_from_unit(&plan.rules[rule].pipeline)),
+    // A relation of a stratum with neither rules nor writes is empty: made from the unit row.
+    let empty = match &group.body {
         Body::Strata(strata) => strata.iter().any(|&index| {
             let stratum = &program.strata[index];
-            let mut rules = plan
-                .rules
-                .iter()
-                .filter(|rule| stratum.relations.contains(&rule.head))
-                .peekable();
-            let empty = !stratum.recursive
-                && rules.peek().is_none()
-                && !group.written.contains(&stratum.relations[0]);
-            empty || rules.any(|rule| starts_from_unit(&rule.pipeline))
+            !stratum.recursive
+                && !plan
+                    .rules
+                    .iter()
+                    .any(|rule| stratum.relations.contains(&rule.head))
+                && !group.written.contains(&stratum.relations[0])
         }),
+        _ => false,
     };
-    rules
+    empty
         || group
-            .timers
-            .iter()
-            .any(|&timer| starts_from_unit(&plan.timers[timer].bounds.pipeline))
+            .pipelines(program, plan)
+            .into_iter()
+            .any(starts_from_unit)
 }
 
 /// The source of the bounds of `timer` (see [`Group`]).
