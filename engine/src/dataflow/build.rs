@@ -10,6 +10,7 @@
 //! code serves the outer scope (`u64`, one step per transaction) and iterative scopes
 //! (`Product<u64, u64>`).
 
+use super::distinct::distinct;
 use super::eval::{Compiled, Evaluator};
 use super::plan::{AggregatePlan, Pipeline, Plan, Start, Step};
 use super::row::{Row, RowBuilder};
@@ -65,9 +66,6 @@ struct Env<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> {
     /// One empty row, where some rule starts from nothing.
     unit: Option<VecCollection<'s, T, R>>,
     relations: HashMap<RelationId, VecCollection<'s, T, R>>,
-    /// Relations made distinct in this scope, as the arrangement that did it: their
-    /// collection in `relations` is made from it only when a rule reads it.
-    distinct: HashMap<RelationId, Arranged<'s, KeyAgent<R, T>>>,
     arrangements: HashMap<(RelationId, Vec<usize>), Arrangement<'s, R, T>>,
     /// Distinct projections of relations, arranged, for negation.
     keys: HashMap<(RelationId, Vec<usize>), Keys<'s, R, T>>,
@@ -82,7 +80,6 @@ impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
         Env {
             unit,
             relations: HashMap::new(),
-            distinct: HashMap::new(),
             arrangements: HashMap::new(),
             keys: HashMap::new(),
             keyed_inputs: HashMap::new(),
@@ -97,17 +94,10 @@ impl<'s, R: Row, T: Timestamp + Lattice + Refines<Time>> Env<'s, R, T> {
     }
 
     fn relation(&mut self, relation: RelationId) -> VecCollection<'s, T, R> {
-        if let Some(collection) = self.relations.get(&relation) {
-            return collection.clone();
+        match self.relations.get(&relation) {
+            Some(collection) => collection.clone(),
+            None => panic!("relation {relation} is read before its stratum is built"),
         }
-        let Some(arranged) = self.distinct.get(&relation) else {
-            panic!("relation {relation} is read before its stratum is built")
-        };
-        let collection = arranged
-            .clone()
-            .as_collection(|row: &R, _: &()| row.clone());
-        self.relations.insert(relation, collection.clone());
-        collection
     }
 
     fn arrangement(&mut self, relation: RelationId, columns: &[usize]) -> Arrangement<'s, R, T> {
@@ -185,36 +175,6 @@ fn keyed_batch<K: Clone, V, T, D>(
             .drain(..)
             .map(|(value, time, diff)| ((key.clone(), value), time, diff)),
     );
-}
-
-/// A collection made distinct, arranged by its rows.
-fn distinct<'s, R: Row, T: Timestamp + Lattice>(
-    collection: VecCollection<'s, T, R>,
-) -> Arranged<'s, KeyAgent<R, T>> {
-    distinct_keys(
-        collection
-            .map(|row: R| (row, ()))
-            .arrange_named::<_, KeySpine<R, T, isize>>("Arrange: Distinct", KeyBatcher::new),
-    )
-}
-
-/// What a dataflow computes for one of its outputs.
-pub enum Output<'s, R: Row> {
-    /// Its changes.
-    Rows(VecCollection<'s, Time, R>),
-    /// A distinct relation, as the arrangement that made it distinct: its batches are its
-    /// changes.
-    Distinct(Arranged<'s, KeyAgent<R, Time>>),
-}
-
-impl<'s, R: Row> Output<'s, R> {
-    /// The changes as a collection.
-    pub fn collection(self) -> VecCollection<'s, Time, R> {
-        match self {
-            Output::Rows(rows) => rows,
-            Output::Distinct(arranged) => arranged.as_collection(|row: &R, _: &()| row.clone()),
-        }
-    }
 }
 
 /// What a group of the partition computes.
@@ -555,13 +515,13 @@ fn timer_bounds<'s, R: Row>(
     group: &Group,
     env: &mut Env<'s, R, Time>,
     interner: &Interner,
-) -> Vec<(usize, Output<'s, R>)> {
+) -> Vec<(usize, VecCollection<'s, Time, R>)> {
     group
         .timers
         .iter()
         .map(|&timer| {
             let bounds = build_rule(&plan.timers[timer].bounds, env, interner);
-            (timer_source(program, plan, timer), Output::Rows(bounds))
+            (timer_source(program, plan, timer), bounds)
         })
         .collect()
 }
@@ -574,7 +534,7 @@ pub fn build<'s, R: Row>(
     interner: &Interner,
     group: &Group,
     feeds: Feeds<'s, R>,
-) -> Vec<(usize, Output<'s, R>)> {
+) -> Vec<(usize, VecCollection<'s, Time, R>)> {
     let strata = match &group.body {
         Body::Strata(strata) => strata,
         Body::Rules(rules) => {
@@ -586,7 +546,7 @@ pub fn build<'s, R: Row>(
                 .iter()
                 .map(|&rule| build_rule(&plan.rules[rule], &mut env, interner))
                 .collect();
-            let mut outputs = vec![(group.outputs[0], Output::Rows(union(scope, parts)))];
+            let mut outputs = vec![(group.outputs[0], union(scope, parts))];
             outputs.extend(timer_bounds(program, plan, group, &mut env, interner));
             return outputs;
         }
@@ -595,7 +555,7 @@ pub fn build<'s, R: Row>(
             let mut reads: Vec<_> = feeds.reads.into_iter().collect();
             reads.sort_unstable_by_key(|(source, _)| *source);
             parts.extend(reads.into_iter().map(|(_, collection)| collection));
-            return vec![(*relation, Output::Distinct(distinct(union(scope, parts))))];
+            return vec![(*relation, distinct(union(scope, parts)))];
         }
     };
     let inputs = &feeds.written;
@@ -620,7 +580,8 @@ pub fn build<'s, R: Row>(
                 let collection = parts.pop().unwrap_or_else(|| env.unit().filter(|_| false));
                 env.relations.insert(relation, collection);
             } else {
-                env.distinct.insert(relation, distinct(union(scope, parts)));
+                env.relations
+                    .insert(relation, distinct(union(scope, parts)));
             }
             continue;
         }
@@ -711,10 +672,7 @@ pub fn build<'s, R: Row>(
     let mut outputs: Vec<_> = group
         .outputs
         .iter()
-        .map(|&relation| match env.distinct.get(&relation) {
-            Some(arranged) => (relation, Output::Distinct(arranged.clone())),
-            None => (relation, Output::Rows(env.relation(relation))),
-        })
+        .map(|&relation| (relation, env.relation(relation)))
         .collect();
     outputs.extend(timer_bounds(program, plan, group, &mut env, interner));
     outputs
@@ -1142,19 +1100,36 @@ fn build_aggregate<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
     interner: &Interner,
 ) -> VecCollection<'s, T, R> {
     let keys = aggregate.keys.clone();
-    let groups = {
+    // Counts and sums mark each group of the enclosing rows with an all-zero value, so that
+    // a group whose body has no binding counts or sums to zero.
+    let marked = matches!(aggregate.kind, AggregateKind::Count | AggregateKind::Sum);
+    // A standalone body binds the injected variables itself; any other starts from their
+    // distinct bindings in the enclosing rows.
+    let (body, markers) = if aggregate.standalone {
+        let body = build_pipeline(&aggregate.body, env, interner, None, Exit::Rows);
         let keys = keys.clone();
-        rows.clone()
-            .map(move |row: R| row.project(&keys))
-            .distinct()
+        let markers = marked.then(|| {
+            rows.clone()
+                .map(move |row: R| (row.project(&keys), R::default()))
+        });
+        (body, markers)
+    } else {
+        let groups = {
+            let keys = keys.clone();
+            rows.clone()
+                .map(move |row: R| row.project(&keys))
+                .distinct()
+        };
+        let body = build_pipeline(
+            &aggregate.body,
+            env,
+            interner,
+            Some(groups.clone()),
+            Exit::Rows,
+        );
+        let markers = marked.then(|| groups.map(|group: R| (group, R::default())));
+        (body, markers)
     };
-    let body = build_pipeline(
-        &aggregate.body,
-        env,
-        interner,
-        Some(groups.clone()),
-        Exit::Rows,
-    );
     // Each binding of the body becomes (group, [1, target, locals...]).
     let (body_keys, body_locals, target) = (
         aggregate.body_keys.clone(),
@@ -1175,10 +1150,8 @@ fn build_aggregate<'s, R: Row, T: Timestamp + Lattice + Refines<Time>>(
         }
         Some((row.project(&body_keys), value.build::<R>()))
     });
-    if matches!(aggregate.kind, AggregateKind::Count | AggregateKind::Sum) {
-        // An all-zero value marks that the group exists, so that it counts or sums to zero
-        // when its body has no binding.
-        values = values.concat(groups.map(|group: R| (group, R::default())));
+    if let Some(markers) = markers {
+        values = values.concat(markers);
     }
     let (kind, ty, target_ty) = (aggregate.kind, aggregate.ty, aggregate.target_ty);
     let evaluator = Evaluator::new(interner.clone());

@@ -6,6 +6,7 @@
 //! is loaded, and [`Dataflow`] hides which one behind one interface.
 
 pub mod build;
+pub mod distinct;
 pub mod eval;
 pub mod plan;
 pub mod row;

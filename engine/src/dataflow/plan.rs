@@ -9,8 +9,11 @@
 //!   (arrangements are shared by every rule that needs the same relation and columns);
 //! - a negated atom is an antijoin against the distinct projection of its relation;
 //! - filters, assignments and ranges are maps over rows;
-//! - an aggregate is a sub-pipeline that starts from the distinct bindings of its injected
-//!   variables, ends in a `reduce` per binding, and is joined back.
+//! - an aggregate is a sub-pipeline that ends in a `reduce` per binding of its injected
+//!   variables, joined back. A body of one atom and row-level literals (the usual `sum x :
+//!   { r(k, x) }`) scans its relation on its own and is reduced for every binding it has; any
+//!   other body starts from the distinct bindings of the enclosing rows, so that it is
+//!   evaluated only for them.
 //!
 //! After each step, variables that nothing later reads are projected away, so that rows stay
 //! narrow. That projection can make two intermediate rows equal; the multiplicities that
@@ -180,8 +183,13 @@ pub struct AggregatePlan {
     pub keys: Vec<usize>,
     /// Where the result is written: the end of the enclosing row.
     pub at: usize,
-    /// The body, starting from rows of the injected variables (in `keys` order).
+    /// The body: starting from rows of the injected variables (in `keys` order), or with
+    /// `standalone` from its own atom.
     pub body: Pipeline,
+    /// Whether the body binds the injected variables itself (see [`standalone`]): then it
+    /// is evaluated for every binding it has, and no distinct bindings of the enclosing rows
+    /// are made for it.
+    pub standalone: bool,
     /// Positions of the injected variables in the body's final rows.
     pub body_keys: Vec<usize>,
     /// Positions of the local variables in the body's final rows.
@@ -623,12 +631,17 @@ impl Planner<'_> {
                         body_live.insert(var);
                     });
                 }
-                let (body, body_layout) = self.pipeline(
-                    &aggregate.body,
-                    aggregate.injected.clone(),
-                    true,
-                    &body_live,
-                )?;
+                let standalone = standalone(aggregate);
+                let (body, body_layout) = if standalone {
+                    self.pipeline(&aggregate.body, Vec::new(), false, &body_live)?
+                } else {
+                    self.pipeline(
+                        &aggregate.body,
+                        aggregate.injected.clone(),
+                        true,
+                        &body_live,
+                    )?
+                };
                 let body_position = |var: VarId| Self::position(&body_layout, var);
                 let body_keys: Vec<usize> = aggregate
                     .injected
@@ -651,6 +664,7 @@ impl Planner<'_> {
                     keys,
                     at: layout.len(),
                     body,
+                    standalone,
                     body_keys,
                     body_locals,
                     target,
@@ -664,6 +678,61 @@ impl Planner<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether an aggregate's body can be evaluated without the enclosing rows: one positive atom
+/// first, then only literals over what it and they bind (negations, filters, assignments,
+/// ranges), with every injected variable bound by them. Such a body costs no more on its own
+/// than a scan of its relation, and spares the distinct bindings of the enclosing rows and
+/// a join with them; a body with more atoms is a join that the enclosing rows may narrow a
+/// great deal, so it starts from them.
+fn standalone(aggregate: &ir::Aggregate) -> bool {
+    let Some((ir::Literal::Positive(atom), rest)) = aggregate.body.split_first() else {
+        return false;
+    };
+    let mut bound: BTreeSet<VarId> = atom.variables().collect();
+    let reads_bound = |expr: &ir::Expr, bound: &BTreeSet<VarId>| {
+        let mut all = true;
+        expr.visit_variables(&mut |var| all &= bound.contains(&var));
+        all
+    };
+    for literal in rest {
+        match literal {
+            ir::Literal::Negative(atom) => {
+                if !atom.variables().all(|var| bound.contains(&var)) {
+                    return false;
+                }
+            }
+            ir::Literal::Filter(condition) => {
+                let mut all = true;
+                condition.visit_variables(&mut |var| all &= bound.contains(&var));
+                if !all {
+                    return false;
+                }
+            }
+            ir::Literal::Assign { var, expr, .. } => {
+                if !reads_bound(expr, &bound) {
+                    return false;
+                }
+                bound.insert(*var);
+            }
+            ir::Literal::Range {
+                var,
+                from,
+                to,
+                step,
+                ..
+            } => {
+                let mut exprs = [Some(from), Some(to), step.as_ref()].into_iter().flatten();
+                if !exprs.all(|expr| reads_bound(expr, &bound)) {
+                    return false;
+                }
+                bound.insert(*var);
+            }
+            ir::Literal::Positive(_) | ir::Literal::Aggregate(_) => return false,
+        }
+    }
+    aggregate.injected.iter().all(|var| bound.contains(var))
 }
 
 /// Adds the variables a literal reads (for atoms: all of their variables, since a join reads
@@ -778,9 +847,14 @@ fn describe_pipeline(pipeline: &Pipeline, program: &ir::Program, depth: usize, o
             Step::Aggregate(aggregate) => {
                 let _ = writeln!(
                     out,
-                    "{indent}append {} grouped by row {:?} over",
+                    "{indent}append {} grouped by row {:?} over{}",
                     aggregate.kind.name(),
-                    aggregate.keys
+                    aggregate.keys,
+                    if aggregate.standalone {
+                        " its own bindings"
+                    } else {
+                        ""
+                    }
                 );
                 describe_pipeline(&aggregate.body, program, depth + 1, out);
                 Ok(())
@@ -907,5 +981,43 @@ mod tests {
             }
         }
         assert!(checked > 10_000);
+    }
+
+    /// Which aggregate bodies are evaluated on their own, and which from the enclosing rows.
+    #[test]
+    fn an_aggregate_of_one_atom_is_evaluated_on_its_own() {
+        let text = ".decl r(k: number, x: number)\n.decl s(x: number, y: number)\n\
+                    .decl v(k: number)\n.decl out(k: number, n: number)\n\
+                    out(k, n) :- v(k), n = sum x : { r(k, x) }.\n\
+                    out(k, n) :- v(k), n = count : { r(k, x), x > 2, y = x + k, !s(y, y) }.\n\
+                    out(0, n) :- n = max x : { r(_, x) }.\n\
+                    out(k, n) :- v(k), n = sum y : { r(k, x), s(x, y) }.\n\
+                    out(k, n) :- v(k), n = min x : { s(x, _), x > k }.\n";
+        let program = crate::compile_source("aggregates.dl", text).expect("a valid program");
+        let plan = plan(&program, &Interner::new()).expect("a plan");
+        let standalone: Vec<bool> = plan
+            .rules
+            .iter()
+            .flat_map(|rule| &rule.pipeline.steps)
+            .filter_map(|step| match step {
+                Step::Aggregate(aggregate) => Some(aggregate.standalone),
+                _ => None,
+            })
+            .collect();
+        // One atom, with or without row-level literals after it, and a global aggregate: on
+        // their own. Two atoms (a join), or a body that reads an injected variable the atom
+        // does not bind: from the enclosing rows.
+        assert_eq!(standalone, [true, true, true, false, false]);
+        let described = plan.describe(&program);
+        assert_eq!(
+            described.matches("over its own bindings").count(),
+            3,
+            "{described}"
+        );
+        assert_eq!(
+            described.matches("distinct injected bindings").count(),
+            2,
+            "{described}"
+        );
     }
 }

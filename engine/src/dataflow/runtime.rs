@@ -31,7 +31,6 @@ use super::row::Row;
 use crate::ir::{self, RelationId};
 use crate::value::{Interner, Word};
 use differential_dataflow::input::{Input, InputSession};
-use differential_dataflow::trace::cursor::{Cursor, Navigable};
 use rustc_hash::FxHashSet;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -697,30 +696,21 @@ fn construct<R: Row>(
         // relation, each of which would cost progress tracking at every logical time.
         let peers = scope.peers();
         let mut builder = OperatorBuilder::new("Capture".to_owned(), scope);
-        let (mut inputs, mut batches) = (Vec::new(), Vec::new());
-        for (relation, output) in relations {
+        let mut inputs = Vec::new();
+        for (relation, collection) in relations {
             if !captured(relation) {
                 continue;
             }
-            match output {
-                // With one worker a distinct relation's changes are read from the batches of
-                // its arrangement, with no operator between.
-                build::Output::Distinct(arranged) if peers == 1 => {
-                    batches.push((relation, builder.new_input(arranged.stream, Pipeline)));
-                }
-                output => {
-                    // Every change goes to worker 0; with one worker it is there already.
-                    let stream = output.collection().inner;
-                    let stream = if peers > 1 {
-                        stream.exchange(|_| 0)
-                    } else {
-                        stream
-                    };
-                    inputs.push((relation, builder.new_input(stream, Pipeline)));
-                }
-            }
+            // Every change goes to worker 0; with one worker it is there already.
+            let stream = collection.inner;
+            let stream = if peers > 1 {
+                stream.exchange(|_| 0)
+            } else {
+                stream
+            };
+            inputs.push((relation, builder.new_input(stream, Pipeline)));
         }
-        if inputs.is_empty() && batches.is_empty() {
+        if inputs.is_empty() {
             frontier.set(None);
         }
         let (gathered, reached) = (buffer.clone(), frontier.clone());
@@ -731,25 +721,6 @@ fn construct<R: Row>(
                     input.for_each(|_, data| {
                         for (row, _, diff) in data.iter() {
                             buffer.push((*relation, row.clone(), *diff));
-                        }
-                    });
-                }
-                for (relation, input) in batches.iter_mut() {
-                    input.for_each(|_, data| {
-                        for span in data.iter() {
-                            let Some(batch) = span.inner.as_ref() else {
-                                continue;
-                            };
-                            let mut cursor = batch.cursor();
-                            while let Some(row) = cursor.get_key(batch) {
-                                while cursor.get_val(batch).is_some() {
-                                    cursor.map_times(batch, |_, diff| {
-                                        buffer.push((*relation, row.clone(), *diff));
-                                    });
-                                    cursor.step_val(batch);
-                                }
-                                cursor.step_key(batch);
-                            }
                         }
                     });
                 }
