@@ -23,9 +23,9 @@
 //! - **in-process commit**: the same one-event transactions committed directly on a
 //!   `vigil_engine::Engine` loaded with the same policy and facts (`Entry::apply`: no HTTP, no
 //!   JSON, no journal);
-//! - **journal append**: a journal-sized frame (128 bytes) appended and `fdatasync`ed in the
-//!   same directory, as the journal does for every transaction (on its sync thread, while the
-//!   engine commits).
+//! - **journal append**: a journal-sized frame (128 bytes) written into zeros made ahead and
+//!   `fdatasync`ed in the same directory, as the journal does for every transaction (on its
+//!   sync thread, while the engine commits).
 //!
 //! With the daemon's own accounting (`/metrics`: the time each transaction spent on the engine
 //! thread: check, journal append, commit and the wait for the sync, change set), the report
@@ -736,20 +736,27 @@ fn in_process(sizes: Sizes) -> InProcess {
     }
 }
 
-/// Appends a journal-sized frame and `fdatasync`s it, as the journal does per transaction.
+/// Writes a journal-sized frame and `fdatasync`s it, as the journal does per transaction: into
+/// zeros written and synced ahead of the frames, so that the sync writes the frame alone.
 fn journal_append(dir: &Path, count: usize) -> Row {
+    use std::os::unix::fs::FileExt;
     let path = dir.join("append-test.vj");
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
         .open(&path)
         .expect("a file beside the journal");
     let frame = [0x5Au8; 128];
+    file.write_all_at(&vec![0; frame.len() * count], 0)
+        .and_then(|()| file.sync_all())
+        .expect("zeros ahead of the frames");
     let mut latency = histogram();
     let start = Instant::now();
-    for _ in 0..count {
+    for index in 0..count {
         let sent = Instant::now();
-        file.write_all(&frame)
+        file.write_all_at(&frame, (index * frame.len()) as u64)
             .and_then(|()| file.sync_data())
             .expect("an append");
         record(&mut latency, sent.elapsed());

@@ -131,6 +131,8 @@ enum Command {
     Why(String, bool, Reply<serde_json::Value>),
     Status(Reply<Status>),
     Compact(Reply<Status>),
+    /// Leaves the journal's file with its frames alone (at shutdown).
+    Close(Reply<()>),
     /// Moves the clock to the wall clock, if it is behind.
     Tick,
 }
@@ -358,6 +360,12 @@ impl Core {
         self.ask(Command::Compact).await
     }
 
+    /// Closes the journal: the zeros ahead of its frames are cut off. A later transaction
+    /// opens it again.
+    pub async fn close(&self) -> Result<(), Refusal> {
+        self.ask(Command::Close).await
+    }
+
     /// Moves the clock to the wall clock if it is behind; does not wait.
     pub fn tick(&self) {
         let _ = self.commands.send(Command::Tick);
@@ -440,6 +448,13 @@ impl State {
                         self.after(&committed.changes, observer);
                     }
                 }
+            }
+            Command::Close(reply) => {
+                let result = self
+                    .journal
+                    .close()
+                    .map_err(|error| Refusal::Failed(format!("{error:#}")));
+                let _ = reply.send(result);
             }
             Command::Compact(reply) => {
                 let result = self

@@ -362,6 +362,9 @@ async fn run(
     if finished.is_err() {
         eprintln!("warning: some connections did not finish within 10 s");
     }
+    if let Err(core::Refusal::Failed(error) | core::Refusal::Invalid(error)) = core.close().await {
+        eprintln!("warning: {error}");
+    }
     println!("vigil serve: stopped");
     Ok(())
 }
