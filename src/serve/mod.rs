@@ -199,6 +199,10 @@ async fn load_initial_facts(
                 )
             }
         })?;
+    // A transaction is answered before the decision log prints its decisions; the engine
+    // thread takes commands in order, so once this one is answered the load's decisions are
+    // printed, before the daemon says where it listens.
+    let _ = core.status().await;
     Ok(())
 }
 
