@@ -1,7 +1,8 @@
 //! Construction of the differential dataflow of a planned program.
 //!
 //! Strata are built in order. A non-recursive stratum is one relation: the union of its input
-//! and of its rules' pipelines, made distinct. A recursive stratum is built inside an iterative
+//! and of its rules' pipelines, made distinct (by one operator that counts rows,
+//! [`distinct`](super::distinct)). A recursive stratum is built inside an iterative
 //! scope, with one [`Variable`] per relation, so that mutual recursion works; the relations of
 //! earlier strata enter that scope, and so do their arrangements, which are built once in the
 //! outer scope and shared by every rule that joins with the same relation on the same columns.
