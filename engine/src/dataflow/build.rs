@@ -2,7 +2,8 @@
 //!
 //! Strata are built in order. A non-recursive stratum is one relation: the union of its input
 //! and of its rules' pipelines, made distinct (by one operator that counts rows,
-//! [`distinct`](super::distinct)). A recursive stratum is built inside an iterative
+//! [`distinct`](super::distinct), or where nothing else in the dataflow reads the relation,
+//! by the operator that captures it: see [`Output::count`]). A recursive stratum is built inside an iterative
 //! scope, with one [`Variable`] per relation, so that mutual recursion works; the relations of
 //! earlier strata enter that scope, and so do their arrangements, which are built once in the
 //! outer scope and shared by every rule that joins with the same relation on the same columns.
@@ -242,6 +243,38 @@ impl Group {
     }
 
     /// The pipelines the group runs: its rules', and its timers' bounds.
+    /// The relations of each pipeline's positive atoms, for a group whose rows only
+    /// non-recursive rules derive (besides the writes of its relation): while one of a
+    /// pipeline's atoms reads an empty relation, the pipeline derives nothing. `None` for other
+    /// groups, or when some pipeline has no positive atom.
+    pub fn guards(&self, program: &ir::Program, plan: &Plan) -> Option<Vec<Vec<RelationId>>> {
+        let derived = match &self.body {
+            Body::Rules(_) => true,
+            Body::Strata(strata) => strata.len() == 1 && !program.strata[strata[0]].recursive,
+            Body::Union(_) => false,
+        };
+        if !derived {
+            return None;
+        }
+        self.pipelines(program, plan)
+            .into_iter()
+            .map(|pipeline| {
+                let mut atoms = Vec::new();
+                if let Start::Scan { relation, .. } = &pipeline.start {
+                    atoms.push(*relation);
+                }
+                for step in &pipeline.steps {
+                    if let Step::Join { relation, .. } = step {
+                        atoms.push(*relation);
+                    }
+                }
+                atoms.sort_unstable();
+                atoms.dedup();
+                (!atoms.is_empty()).then_some(atoms)
+            })
+            .collect()
+    }
+
     fn pipelines<'p>(&self, program: &ir::Program, plan: &'p Plan) -> Vec<&'p Pipeline> {
         let rules = self.rules(program, plan).into_iter();
         rules
@@ -516,15 +549,36 @@ fn timer_bounds<'s, R: Row>(
     group: &Group,
     env: &mut Env<'s, R, Time>,
     interner: &Interner,
-) -> Vec<(usize, VecCollection<'s, Time, R>)> {
+) -> Vec<Output<'s, R>> {
     group
         .timers
         .iter()
         .map(|&timer| {
             let bounds = build_rule(&plan.timers[timer].bounds, env, interner);
-            (timer_source(program, plan, timer), bounds)
+            Output::new(timer_source(program, plan, timer), bounds, false)
         })
         .collect()
+}
+
+/// What a group computes for one of its sources.
+pub struct Output<'s, R: Row> {
+    pub source: usize,
+    pub collection: VecCollection<'s, Time, R>,
+    /// Whether the collection is a relation's rows as a multiset, which whoever captures it
+    /// must make a set ([`Settling`](super::distinct::Settling)): nothing in the group reads
+    /// the relation, so the operator that captures it can count its rows as well as a
+    /// [`distinct`] between them would, a worker step sooner.
+    pub count: bool,
+}
+
+impl<'s, R: Row> Output<'s, R> {
+    fn new(source: usize, collection: VecCollection<'s, Time, R>, count: bool) -> Self {
+        Output {
+            source,
+            collection,
+            count,
+        }
+    }
 }
 
 /// Builds the dataflow of `group` in `scope`. Returns what it computes for each of its outputs.
@@ -535,7 +589,7 @@ pub fn build<'s, R: Row>(
     interner: &Interner,
     group: &Group,
     feeds: Feeds<'s, R>,
-) -> Vec<(usize, VecCollection<'s, Time, R>)> {
+) -> Vec<Output<'s, R>> {
     let strata = match &group.body {
         Body::Strata(strata) => strata,
         Body::Rules(rules) => {
@@ -547,7 +601,7 @@ pub fn build<'s, R: Row>(
                 .iter()
                 .map(|&rule| build_rule(&plan.rules[rule], &mut env, interner))
                 .collect();
-            let mut outputs = vec![(group.outputs[0], union(scope, parts))];
+            let mut outputs = vec![Output::new(group.outputs[0], union(scope, parts), false)];
             outputs.extend(timer_bounds(program, plan, group, &mut env, interner));
             return outputs;
         }
@@ -556,10 +610,14 @@ pub fn build<'s, R: Row>(
             let mut reads: Vec<_> = feeds.reads.into_iter().collect();
             reads.sort_unstable_by_key(|(source, _)| *source);
             parts.extend(reads.into_iter().map(|(_, collection)| collection));
-            return vec![(*relation, distinct(union(scope, parts)))];
+            return vec![Output::new(*relation, union(scope, parts), true)];
         }
     };
     let inputs = &feeds.written;
+    // A group of one non-recursive stratum does not read its relation: whoever captures it
+    // makes it a set.
+    let alone = strata.len() == 1;
+    let mut counted = HashMap::new();
     let mut env: Env<'s, R, Time> = Env::new(feeds.unit);
     env.relations = feeds.reads;
     env.keyed_inputs = feeds.keyed;
@@ -580,6 +638,8 @@ pub fn build<'s, R: Row>(
             if rules.is_empty() {
                 let collection = parts.pop().unwrap_or_else(|| env.unit().filter(|_| false));
                 env.relations.insert(relation, collection);
+            } else if alone {
+                counted.insert(relation, union(scope, parts));
             } else {
                 env.relations
                     .insert(relation, distinct(union(scope, parts)));
@@ -673,7 +733,10 @@ pub fn build<'s, R: Row>(
     let mut outputs: Vec<_> = group
         .outputs
         .iter()
-        .map(|&relation| (relation, env.relation(relation)))
+        .map(|&relation| match counted.remove(&relation) {
+            Some(collection) => Output::new(relation, collection, true),
+            None => Output::new(relation, env.relation(relation), false),
+        })
         .collect();
     outputs.extend(timer_bounds(program, plan, group, &mut env, interner));
     outputs

@@ -5,10 +5,14 @@
 //! one: two operators that each wait for the frontier, and two traces of the relation. A
 //! relation of a non-recursive stratum needs neither trace once it is distinct (what reads it
 //! arranges it as it needs), and with one totally ordered time the set it is at each time
-//! follows from a count per row: this operator keeps that count, and at each time the frontier
-//! completes, emits the rows whose count became positive and retracts those whose count
-//! dropped to zero. One operator waits for the frontier, so a time is complete one worker
-//! step sooner, and the relation is held once, in a hash map.
+//! follows from a count per row ([`Settling`]): at each time the frontier completes, the rows
+//! whose count became positive are inserted and those whose count dropped to zero retracted.
+//!
+//! [`distinct`] is that count as an operator, for a relation that other operators of its
+//! dataflow read. Where nothing in the dataflow reads the relation but the operator that
+//! captures its changes, the capture keeps the count itself (see the runtime's `construct`),
+//! which saves the worker step that the capture would otherwise wait for this operator's
+//! output to be complete.
 
 use super::build::Time;
 use super::row::Row;
@@ -22,8 +26,75 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 
 type Update<R> = (R, Time, isize);
-/// The updates of a time not complete yet, with a capability to answer at it.
-type Pending<R> = (Capability<Time>, Vec<(R, isize)>);
+
+/// A relation made a set as its times complete: the count of every row whose count is not
+/// zero as of the last completed time, and the updates of the times not complete yet.
+pub struct Settling<R: Row> {
+    counts: FxHashMap<R, isize>,
+    pending: BTreeMap<Time, Vec<(R, isize)>>,
+}
+
+impl<R: Row> Default for Settling<R> {
+    fn default() -> Self {
+        Settling {
+            counts: FxHashMap::default(),
+            pending: BTreeMap::new(),
+        }
+    }
+}
+
+impl<R: Row> Settling<R> {
+    /// Takes in an update of the relation as a multiset.
+    pub fn stash(&mut self, row: R, time: Time, diff: isize) {
+        self.pending.entry(time).or_default().push((row, diff));
+    }
+
+    /// Settles, in time order, every time with updates before `least` (the least time at which
+    /// the input may still change; `None` when it never will): calls `settled` once per such
+    /// time with the changes of the set at it (`+1` for a row that appears, `-1` for one that
+    /// goes), which may be none.
+    pub fn settle(&mut self, least: Option<Time>, mut settled: impl FnMut(Time, Vec<(R, isize)>)) {
+        while let Some(entry) = self.pending.first_entry() {
+            let time = *entry.key();
+            if least.is_some_and(|least| least <= time) {
+                break;
+            }
+            let mut updates = entry.remove();
+            updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut changes = Vec::new();
+            let mut updates = updates.into_iter().peekable();
+            while let Some((row, mut diff)) = updates.next() {
+                while let Some((_, more)) = updates.next_if(|(next, _)| *next == row) {
+                    diff += more;
+                }
+                if diff == 0 {
+                    continue;
+                }
+                let (before, after) = match self.counts.get_mut(&row) {
+                    Some(count) => {
+                        let before = *count;
+                        *count += diff;
+                        let after = *count;
+                        if after == 0 {
+                            self.counts.remove(&row);
+                        }
+                        (before, after)
+                    }
+                    None => {
+                        self.counts.insert(row.clone(), diff);
+                        (0, diff)
+                    }
+                };
+                match (before > 0, after > 0) {
+                    (false, true) => changes.push((row, 1)),
+                    (true, false) => changes.push((row, -1)),
+                    _ => {}
+                }
+            }
+            settled(time, changes);
+        }
+    }
+}
 
 /// `collection` as a set: each row present once while its count is positive.
 pub fn distinct<'s, R: Row>(collection: VecCollection<'s, Time, R>) -> VecCollection<'s, Time, R> {
@@ -49,57 +120,28 @@ where
             pact,
             "Distinct",
             |_capability, _info| {
-                // The count of every row whose count is not zero, as of the last completed time.
-                let mut counts: FxHashMap<R, isize> = FxHashMap::default();
-                let mut pending: BTreeMap<Time, Pending<R>> = BTreeMap::new();
+                let mut settling = Settling::default();
+                // A capability for every time with updates still to settle, to answer at it.
+                let mut capabilities: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|capability, data| {
                         for (row, time, diff) in data.drain(..) {
-                            pending
+                            capabilities
                                 .entry(time)
-                                .or_insert_with(|| (capability.delayed(&time, 0), Vec::new()))
-                                .1
-                                .push((row, diff));
+                                .or_insert_with(|| capability.delayed(&time, 0));
+                            settling.stash(row, time, diff);
                         }
                     });
-                    while let Some(entry) = pending.first_entry() {
-                        let time = *entry.key();
-                        if frontier.less_equal(&time) {
-                            break;
-                        }
-                        let (capability, mut updates) = entry.remove();
-                        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    let least = frontier.frontier().first().copied();
+                    settling.settle(least, |time, changes| {
+                        let capability = capabilities
+                            .remove(&time)
+                            .expect("a capability is kept for every time with updates");
                         let mut session = output.session(&capability);
-                        let mut updates = updates.into_iter().peekable();
-                        while let Some((row, mut diff)) = updates.next() {
-                            while let Some((_, more)) = updates.next_if(|(next, _)| *next == row) {
-                                diff += more;
-                            }
-                            if diff == 0 {
-                                continue;
-                            }
-                            let (before, after) = match counts.get_mut(&row) {
-                                Some(count) => {
-                                    let before = *count;
-                                    *count += diff;
-                                    let after = *count;
-                                    if after == 0 {
-                                        counts.remove(&row);
-                                    }
-                                    (before, after)
-                                }
-                                None => {
-                                    counts.insert(row.clone(), diff);
-                                    (0, diff)
-                                }
-                            };
-                            match (before > 0, after > 0) {
-                                (false, true) => session.give((row, time, 1)),
-                                (true, false) => session.give((row, time, -1)),
-                                _ => {}
-                            }
+                        for (row, diff) in changes {
+                            session.give((row, time, diff));
                         }
-                    }
+                    });
                 }
             },
         )

@@ -26,6 +26,7 @@
 //! end up in a row that another process outputs.
 
 use super::build::{self, Time};
+use super::distinct::Settling;
 use super::plan::{self, Plan};
 use super::row::Row;
 use crate::ir::{self, RelationId};
@@ -217,6 +218,21 @@ impl<R: Row> Runtime<R> {
         }
     }
 
+    /// How many changes of their sources dormant dataflows hold (with one worker).
+    #[cfg(test)]
+    fn deferred(&self) -> usize {
+        match &self.workers {
+            Workers::Inline(inline) => inline
+                .stepper
+                .parts
+                .iter()
+                .flat_map(|part| part.deferred.values())
+                .map(|deferred| deferred.rows.len())
+                .sum(),
+            _ => 0,
+        }
+    }
+
     pub fn contents(&self, relation: RelationId) -> &FxHashSet<R> {
         &self.contents[relation]
     }
@@ -313,6 +329,8 @@ struct Stepper<R: Row> {
     clock: Option<(RelationId, Option<R>)>,
     /// How many parts the last time stepped.
     stepped: usize,
+    /// The number of rows of every relation, as of the last completed time.
+    sizes: Vec<isize>,
 }
 
 impl<R: Row> Stepper<R> {
@@ -329,6 +347,9 @@ impl<R: Row> Stepper<R> {
             .iter()
             .map(|group| {
                 let mut part = construct(worker, program, plan, interner, group, &|_| true);
+                if prune {
+                    part.guards = group.guards(program, plan);
+                }
                 // A part that reads the clock only through timers is fed the clock lazily:
                 // only with one worker (where parts are stepped apart), and only the clock
                 // that transactions write (no rule derives it).
@@ -380,6 +401,7 @@ impl<R: Row> Stepper<R> {
             time: 0,
             clock,
             stepped: 0,
+            sizes: vec![0; program.relations.len()],
         }
     }
 
@@ -425,11 +447,16 @@ impl<R: Row> Stepper<R> {
         let mut all: Updates<R> = Vec::new();
         self.stepped = 0;
         for part in &mut self.parts {
+            if self.prune && time > 1 && part.dormant(&written, &changes, &self.sizes) {
+                part.defer(&changes);
+                continue;
+            }
             let fed = match (part.lazy.take(), &self.clock) {
                 (Some(mut lazy), Some((_, current))) => {
                     // The clock is fed only with other changes, or when it may change what
                     // the part computes; until then the part holds an earlier tuple of it.
-                    let others = part.changed(&written, &changes, lazy.clock);
+                    let others =
+                        part.changed(&written, &changes, lazy.clock) || !part.deferred.is_empty();
                     let moved = lazy.fed != *current;
                     if !others && time > 1 && (!moved || lazy.steady(current.as_ref())) {
                         part.lazy = Some(lazy);
@@ -474,6 +501,9 @@ impl<R: Row> Stepper<R> {
             }
         }
         all.append(&mut passed);
+        for (relation, _, diff) in &all {
+            self.sizes[*relation] += diff;
+        }
         all
     }
 }
@@ -510,6 +540,19 @@ struct Part<R: Row> {
     frontier: Frontier,
     /// How the part is fed the clock, if it reads it only through timers.
     lazy: Option<Lazy<R>>,
+    /// For each of its pipelines, relations of which one empty makes it derive nothing (see
+    /// [`build::Group::guards`]); `None` if the part is stepped whenever its inputs change.
+    guards: Option<Vec<Vec<RelationId>>>,
+    /// The changes of its sources at the times it was left dormant, fed at its next step.
+    deferred: HashMap<usize, Deferred<R>>,
+}
+
+/// Changes of a source that a dormant part has yet to be fed.
+#[derive(Default)]
+struct Deferred<R> {
+    rows: Vec<(R, isize)>,
+    /// The length at which they are consolidated next.
+    limit: usize,
 }
 
 /// A part that reads the clock only through timers (see [`build::Group::clock`]).
@@ -561,6 +604,56 @@ impl<R: Row> Lazy<R> {
 }
 
 impl<R: Row> Part<R> {
+    /// Whether the part can derive nothing at this time, nor at the one before: it has no
+    /// writes, and each of its pipelines joins a relation that is empty and stays so. Then
+    /// what it derived is still right, and the changes of its sources can wait.
+    fn dormant(
+        &self,
+        written: &[Vec<(R, isize)>],
+        changes: &[Vec<(R, isize)>],
+        sizes: &[isize],
+    ) -> bool {
+        let Some(guards) = &self.guards else {
+            return false;
+        };
+        self.written
+            .keys()
+            .all(|&relation| written[relation].is_empty())
+            && guards.iter().all(|atoms| {
+                atoms
+                    .iter()
+                    .any(|&relation| sizes[relation] == 0 && changes[relation].is_empty())
+            })
+    }
+
+    /// Keeps this time's changes of the part's sources for its next step (the clock's aside,
+    /// if the part is fed it lazily: it is fed the clock's latest tuple then).
+    fn defer(&mut self, changes: &[Vec<(R, isize)>]) {
+        let lazy = self.lazy.as_ref().map(|lazy| lazy.clock);
+        let mut sources: Vec<usize> = self
+            .reads
+            .keys()
+            .copied()
+            .chain(self.keyed.iter().map(|(source, _, _)| *source))
+            .chain(self.keys.iter().map(|(source, _, _, _)| *source))
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        for source in sources {
+            if Some(source) == lazy || changes[source].is_empty() {
+                continue;
+            }
+            let deferred = self.deferred.entry(source).or_default();
+            deferred.rows.extend_from_slice(&changes[source]);
+            // Changes that cancel out go, so that the rows kept stay as many as the
+            // source's rows at most, twice over.
+            if deferred.rows.len() >= deferred.limit {
+                differential_dataflow::consolidation::consolidate(&mut deferred.rows);
+                deferred.limit = 2 * deferred.rows.len() + 64;
+            }
+        }
+    }
+
     /// Feeds the group this time's writes of its relations and changes of what it reads (with
     /// `instead`, other changes of one source); returns whether there were any.
     fn feed(
@@ -569,9 +662,15 @@ impl<R: Row> Part<R> {
         changes: &[Vec<(R, isize)>],
         instead: Option<(usize, &[(R, isize)])>,
     ) -> bool {
-        let of = |source: usize| match instead {
-            Some((replaced, rows)) if replaced == source => rows,
-            _ => &changes[source][..],
+        // What the part was not fed while it was dormant comes first, at the same time.
+        let deferred = std::mem::take(&mut self.deferred);
+        let of = |source: usize| {
+            let current = match instead {
+                Some((replaced, rows)) if replaced == source => rows,
+                _ => &changes[source][..],
+            };
+            let earlier = deferred.get(&source).map_or(&[][..], |d| &d.rows[..]);
+            earlier.iter().chain(current)
         };
         let mut fed = false;
         for (relation, session) in self.written.iter_mut() {
@@ -690,25 +789,28 @@ fn construct<R: Row>(
             feeds.keys.insert((source, columns.clone()), collection);
             keys.push((source, columns, whole, session));
         }
-        let relations = build::build(scope, program, plan, interner, group, feeds);
+        let outputs = build::build(scope, program, plan, interner, group, feeds);
         // One operator reads every captured relation, and its input frontiers say how far
         // the whole dataflow has come: one operator instead of an inspection and a probe per
-        // relation, each of which would cost progress tracking at every logical time.
+        // relation, each of which would cost progress tracking at every logical time. It makes
+        // a set of what the group leaves counted (see [`build::Output::count`]).
         let peers = scope.peers();
         let mut builder = OperatorBuilder::new("Capture".to_owned(), scope);
         let mut inputs = Vec::new();
-        for (relation, collection) in relations {
-            if !captured(relation) {
+        for output in outputs {
+            if !captured(output.source) {
                 continue;
             }
-            // Every change goes to worker 0; with one worker it is there already.
-            let stream = collection.inner;
+            // Every change goes to worker 0 (with one worker it is there already), which
+            // therefore sees every update of a counted relation.
+            let stream = output.collection.inner;
             let stream = if peers > 1 {
                 stream.exchange(|_| 0)
             } else {
                 stream
             };
-            inputs.push((relation, builder.new_input(stream, Pipeline)));
+            let settling = output.count.then(Settling::default);
+            inputs.push((output.source, builder.new_input(stream, Pipeline), settling));
         }
         if inputs.is_empty() {
             frontier.set(None);
@@ -717,12 +819,27 @@ fn construct<R: Row>(
         builder.build(move |_capabilities| {
             move |frontiers| {
                 let mut buffer = gathered.borrow_mut();
-                for (relation, input) in inputs.iter_mut() {
-                    input.for_each(|_, data| {
-                        for (row, _, diff) in data.iter() {
-                            buffer.push((*relation, row.clone(), *diff));
+                for ((source, input, settling), frontier) in inputs.iter_mut().zip(frontiers) {
+                    match settling {
+                        None => input.for_each(|_, data| {
+                            for (row, _, diff) in data.iter() {
+                                buffer.push((*source, row.clone(), *diff));
+                            }
+                        }),
+                        Some(settling) => {
+                            input.for_each(|_, data| {
+                                for (row, time, diff) in data.drain(..) {
+                                    settling.stash(row, time, diff);
+                                }
+                            });
+                            let least = frontier.frontier().first().copied();
+                            settling.settle(least, |_, changes| {
+                                buffer.extend(
+                                    changes.into_iter().map(|(row, diff)| (*source, row, diff)),
+                                );
+                            });
                         }
-                    });
+                    }
                 }
                 let least = frontiers
                     .iter()
@@ -733,6 +850,8 @@ fn construct<R: Row>(
         });
         Part {
             lazy: None,
+            guards: None,
+            deferred: HashMap::new(),
             written,
             reads,
             keyed,
@@ -1037,6 +1156,89 @@ mod tests {
                 let parts = turns.iter().filter(|&&turned| turned).count();
                 assert_eq!(runtime.stepped(), 1 + parts, "dataflows stepped at {t}");
             }
+        }
+    }
+
+    /// A rule that joins an empty relation derives nothing, whatever else it reads: its
+    /// dataflow is not stepped while that relation stays empty, and is fed what it missed
+    /// once it is not.
+    #[test]
+    fn a_rule_that_joins_an_empty_relation_waits_for_it() {
+        use super::{Row, Runtime, Updates};
+        use crate::value::{Interner, Word};
+        use std::sync::Arc;
+        type R = [Word; 2];
+        let source = "
+            .decl reading(x: number)
+            .input reading
+            .decl gate(k: number)
+            .input gate
+            .decl scaled(k: number, y: number)
+            .output scaled
+            scaled(k, x * 2) :- gate(k), reading(x).
+            .decl doubled(y: number)
+            .output doubled
+            doubled(x * 2) :- reading(x).
+        ";
+        let program = crate::compile_source("gate.dl", source).unwrap();
+        let interner = Interner::new();
+        let plan = super::super::plan::plan(&program, &interner).unwrap();
+        let program = Arc::new(program);
+        let id = |name: &str| program.relation(name).unwrap();
+        let row = |words: &[i64]| {
+            let words: Vec<Word> = words.iter().map(|&w| w as Word).collect();
+            R::from_words(&words)
+        };
+        let (mut runtime, _) =
+            Runtime::<R>::start(program.clone(), Arc::new(plan), interner, 1).unwrap();
+        let contents = |runtime: &Runtime<R>, name: &str| -> Vec<R> {
+            let mut rows: Vec<R> = runtime.contents(id(name)).iter().cloned().collect();
+            rows.sort();
+            rows
+        };
+        let mut reading: Option<i64> = None;
+        let mut gate: Option<i64> = None;
+        for t in 1..=400i64 {
+            let mut updates: Updates<R> = Vec::new();
+            if let Some(x) = reading.take() {
+                updates.push((id("reading"), row(&[x]), -1));
+            }
+            let x = (t * 37) % 101;
+            updates.push((id("reading"), row(&[x]), 1));
+            reading = Some(x);
+            // The gate opens at 100 and 300, for 50 times each.
+            let open = (100..150).contains(&t) || (300..350).contains(&t);
+            let turned = open != gate.is_some();
+            match (open, gate) {
+                (true, None) => {
+                    updates.push((id("gate"), row(&[7]), 1));
+                    gate = Some(7);
+                }
+                (false, Some(k)) => {
+                    updates.push((id("gate"), row(&[k]), -1));
+                    gate = None;
+                }
+                _ => {}
+            }
+            runtime.apply(updates).unwrap();
+            let scaled: Vec<R> = gate.iter().map(|&k| row(&[k, 2 * x])).collect();
+            assert_eq!(contents(&runtime, "scaled"), scaled, "scaled at {t}");
+            assert_eq!(
+                contents(&runtime, "doubled"),
+                vec![row(&[2 * x, 0])],
+                "doubled at {t}"
+            );
+            // `doubled` is stepped at every time; `scaled` while the gate is open, and when it
+            // closes (to retract its row).
+            let stepped = if open || turned { 2 } else { 1 };
+            assert_eq!(runtime.stepped(), stepped, "dataflows stepped at {t}");
+            // What `scaled` waits for cancels out as it comes: the readings it missed are one
+            // row, however many times it waited.
+            assert!(
+                runtime.deferred() <= 100,
+                "{} changes deferred at {t}",
+                runtime.deferred()
+            );
         }
     }
 }
