@@ -13,8 +13,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
+use vigil_engine::dataflow::runtime::receive_within;
 use vigil_engine::query;
 use vigil_engine::trace::{Entry, Field};
 use vigil_engine::{ChangeSet, Engine, EngineError, Value};
@@ -99,6 +100,13 @@ impl From<EngineError> for Refusal {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
+
+/// How long the engine thread spins for the next command before it blocks: about the time an
+/// answer takes to reach a client and its next request to come back (a collector that sends
+/// as it reads, a watcher's follow-up query). Taken at once on a core that is still running,
+/// such a request saves the wake-up of a halted one and commits on warm caches (on two
+/// virtual cores, some 150 µs at the median); an idle daemon spins this long once per request.
+const SPIN: Duration = Duration::from_micros(500);
 
 /// Called with every committed change set, on the engine thread.
 pub type Observer = Box<dyn FnMut(&ChangeSet, &Engine) + Send>;
@@ -304,7 +312,7 @@ impl Core {
         std::thread::Builder::new()
             .name("vigil-engine".into())
             .spawn(move || {
-                while let Ok(command) = receiver.recv() {
+                while let Some(command) = receive_within(&receiver, SPIN) {
                     state.serve(command, &mut observer);
                 }
             })

@@ -867,7 +867,15 @@ fn construct<R: Row>(
 /// follow each other closely, so it spins briefly before it blocks: a blocked thread takes tens
 /// of microseconds to wake, which would double the latency of a small transaction.
 fn receive_soon<T>(receiver: &Receiver<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_micros(100);
+    receive_within(receiver, std::time::Duration::from_micros(100))
+}
+
+/// Receives the next message, or `None` once the sender is gone, spinning for up to `spin`
+/// before it blocks. On a virtual machine a thread that blocks lets its core halt, and waking
+/// it (and the core) takes tens to hundreds of microseconds; a message that comes within the
+/// window is taken at once, on a core that is still warm.
+pub fn receive_within<T>(receiver: &Receiver<T>, spin: std::time::Duration) -> Option<T> {
+    let deadline = std::time::Instant::now() + spin;
     loop {
         match receiver.try_recv() {
             Ok(message) => return Some(message),
