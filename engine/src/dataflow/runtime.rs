@@ -645,8 +645,8 @@ impl<R: Row> Part<R> {
             }
             let deferred = self.deferred.entry(source).or_default();
             deferred.rows.extend_from_slice(&changes[source]);
-            // Changes that cancel out go, so that the rows kept stay as many as the
-            // source's rows at most, twice over.
+            // Changes that cancel out go: what is kept is about the difference between the
+            // source as the part last saw it and as it is, at most twice that and some.
             if deferred.rows.len() >= deferred.limit {
                 differential_dataflow::consolidation::consolidate(&mut deferred.rows);
                 deferred.limit = 2 * deferred.rows.len() + 64;
@@ -1240,13 +1240,45 @@ mod tests {
             // closes (to retract its row).
             let stepped = if open || turned { 2 } else { 1 };
             assert_eq!(runtime.stepped(), stepped, "dataflows stepped at {t}");
-            // What `scaled` waits for cancels out as it comes: the readings it missed are one
-            // row, however many times it waited.
+            // What `scaled` waits for is consolidated as it grows: the reading it last saw,
+            // retracted, and the latest one, plus what came since the last consolidation;
+            // two more changes per time without it.
             assert!(
                 runtime.deferred() <= 100,
                 "{} changes deferred at {t}",
                 runtime.deferred()
             );
         }
+    }
+
+    /// A message is received whether it comes within the spin or after it, and the end of the
+    /// sender is `None`, once what it sent has been received.
+    #[test]
+    fn a_receiver_spins_then_blocks() {
+        use std::time::Duration;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        sender.send(1).unwrap();
+        assert_eq!(
+            super::receive_within(&receiver, Duration::from_millis(5)),
+            Some(1)
+        );
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            sender.send(2).unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            sender.send(3).unwrap();
+        });
+        // After a spin far shorter than the wait, it blocks until the message comes.
+        assert_eq!(
+            super::receive_within(&receiver, Duration::from_micros(10)),
+            Some(2)
+        );
+        // With no spin at all, too.
+        assert_eq!(super::receive_within(&receiver, Duration::ZERO), Some(3));
+        late.join().unwrap();
+        assert_eq!(
+            super::receive_within(&receiver, Duration::from_millis(5)),
+            None
+        );
     }
 }
