@@ -3,10 +3,11 @@
 //! Strata are built in order. A non-recursive stratum is one relation: the union of its input
 //! and of its rules' pipelines, made distinct (by one operator that counts rows,
 //! [`distinct`](super::distinct), or where nothing else in the dataflow reads the relation,
-//! by the operator that captures it: see [`Output::count`]). A recursive stratum is built inside an iterative
-//! scope, with one [`Variable`] per relation, so that mutual recursion works; the relations of
-//! earlier strata enter that scope, and so do their arrangements, which are built once in the
-//! outer scope and shared by every rule that joins with the same relation on the same columns.
+//! by the operator that captures it: see [`Output::count`]). A recursive stratum is built
+//! inside an iterative scope, with one [`Variable`] per relation, so that mutual recursion
+//! works; the relations of earlier strata enter that scope, and so do their arrangements, which
+//! are built once in the outer scope and shared by every rule that joins with the same relation
+//! on the same columns.
 //!
 //! The rule pipelines are built by code generic over the scope's timestamp, so that the same
 //! code serves the outer scope (`u64`, one step per transaction) and iterative scopes
@@ -242,7 +243,6 @@ impl Group {
         }
     }
 
-    /// The pipelines the group runs: its rules', and its timers' bounds.
     /// The relations of each pipeline's positive atoms, for a group whose rows only
     /// non-recursive rules derive (besides the writes of its relation): while one of a
     /// pipeline's atoms reads an empty relation, the pipeline derives nothing. `None` for other
@@ -275,6 +275,7 @@ impl Group {
             .collect()
     }
 
+    /// The pipelines the group runs: its rules', and its timers' bounds.
     fn pipelines<'p>(&self, program: &ir::Program, plan: &'p Plan) -> Vec<&'p Pipeline> {
         let rules = self.rules(program, plan).into_iter();
         rules
