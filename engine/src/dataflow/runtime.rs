@@ -1091,31 +1091,45 @@ mod tests {
         age(k, t - x) :- since(k, x), now(t).
     ";
 
+    /// Starts `source` on a runtime of one worker; returns its program and plan as well.
+    fn start<R: super::Row>(
+        name: &str,
+        source: &str,
+    ) -> (
+        std::sync::Arc<crate::ir::Program>,
+        std::sync::Arc<super::Plan>,
+        super::Runtime<R>,
+    ) {
+        use std::sync::Arc;
+        let program = Arc::new(crate::compile_source(name, source).unwrap());
+        let interner = crate::value::Interner::new();
+        let plan = Arc::new(super::super::plan::plan(&program, &interner).unwrap());
+        let (runtime, _) =
+            super::Runtime::<R>::start(program.clone(), plan.clone(), interner, 1).unwrap();
+        (program, plan, runtime)
+    }
+
+    /// A row of numbers.
+    fn row<R: super::Row>(words: &[i64]) -> R {
+        let words: Vec<crate::value::Word> = words.iter().map(|&w| w as _).collect();
+        R::from_words(&words)
+    }
+
     /// A part that reads the clock only through comparisons is stepped when the clock crosses
     /// one of them, or when something else it reads changes, and holds what the rules say at
     /// every time in between.
     #[test]
     fn the_clock_reaches_a_rule_only_when_a_comparison_turns() {
-        use super::{Row, Runtime, Updates};
-        use crate::value::{Interner, Word};
-        use std::sync::Arc;
-        type R = [Word; 4];
-        let program = crate::compile_source("timers.dl", TIMERS).unwrap();
-        let interner = Interner::new();
-        let plan = super::super::plan::plan(&program, &interner).unwrap();
+        use super::Updates;
+        type R = [crate::value::Word; 4];
+        let (program, plan, mut runtime) = start::<R>("timers.dl", TIMERS);
         assert_eq!(
             plan.timers.len(),
             4,
             "one comparison in each of held, fresh, at and late"
         );
-        let program = Arc::new(program);
         let id = |name: &str| program.relation(name).unwrap();
-        let row = |words: &[i64]| {
-            let words: Vec<Word> = words.iter().map(|&w| w as Word).collect();
-            R::from_words(&words)
-        };
-        let (mut runtime, _) =
-            Runtime::<R>::start(program.clone(), Arc::new(plan), interner, 1).unwrap();
+        let row = row::<R>;
         let mut since: Vec<(i64, i64)> = vec![(1, 0)];
         let mut updates: Updates<R> =
             vec![(id("now"), row(&[0]), 1), (id("since"), row(&[1, 0]), 1)];
@@ -1172,10 +1186,8 @@ mod tests {
     /// once it is not.
     #[test]
     fn a_rule_that_joins_an_empty_relation_waits_for_it() {
-        use super::{Row, Runtime, Updates};
-        use crate::value::{Interner, Word};
-        use std::sync::Arc;
-        type R = [Word; 2];
+        use super::{Runtime, Updates};
+        type R = [crate::value::Word; 2];
         let source = "
             .decl reading(x: number)
             .input reading
@@ -1188,17 +1200,9 @@ mod tests {
             .output doubled
             doubled(x * 2) :- reading(x).
         ";
-        let program = crate::compile_source("gate.dl", source).unwrap();
-        let interner = Interner::new();
-        let plan = super::super::plan::plan(&program, &interner).unwrap();
-        let program = Arc::new(program);
+        let (program, _, mut runtime) = start::<R>("gate.dl", source);
         let id = |name: &str| program.relation(name).unwrap();
-        let row = |words: &[i64]| {
-            let words: Vec<Word> = words.iter().map(|&w| w as Word).collect();
-            R::from_words(&words)
-        };
-        let (mut runtime, _) =
-            Runtime::<R>::start(program.clone(), Arc::new(plan), interner, 1).unwrap();
+        let row = row::<R>;
         let contents = |runtime: &Runtime<R>, name: &str| -> Vec<R> {
             let mut rows: Vec<R> = runtime.contents(id(name)).iter().cloned().collect();
             rows.sort();
