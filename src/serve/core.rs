@@ -45,13 +45,11 @@ impl Changes {
     /// The rows of the relations that `shown` selects.
     pub fn of(changes: &ChangeSet, shown: &dyn Fn(&str) -> bool) -> Changes {
         let mut rows = Vec::new();
-        for relation in changes.decoded() {
-            if !shown(&relation.relation) {
-                continue;
-            }
-            for (tuple, diff) in relation.rows {
+        // Only the relations shown are decoded.
+        for relation in changes.relations().filter(|relation| shown(relation)) {
+            for (tuple, diff) in changes.of(relation) {
                 rows.push(ChangeRow {
-                    relation: relation.relation.clone(),
+                    relation: relation.to_string(),
                     diff,
                     tuple: tuple.into_iter().map(|v| Field(Some(v))).collect(),
                 });
