@@ -1,7 +1,8 @@
 //! `vigil serve` under faults, through the binary: SIGKILL at random moments while random
 //! transactions stream in (every acknowledged transaction survives, and the views equal a
-//! from-scratch evaluation), and a damaged journal or snapshot on disk (a torn last frame, a
-//! flipped byte before the tail, a truncated or missing snapshot).
+//! from-scratch evaluation), a damaged journal or snapshot on disk (a torn last frame, a
+//! flipped byte before the tail, a truncated or missing snapshot), and a stdout that goes
+//! nowhere.
 
 #[path = "support/daemon.rs"]
 mod daemon;
@@ -795,4 +796,84 @@ fn a_missing_snapshot_is_not_an_empty_state() {
             panic!("the daemon started at logical time {time}; 6 transactions were acknowledged");
         }
     }
+}
+
+/// A daemon whose stdout goes nowhere (the reader of its pipe has exited, as `vigil serve |
+/// head` leaves it) goes on: it commits and answers, and its decision log, which can no
+/// longer be written, is dropped; it says so once on stderr, and stops cleanly.
+#[test]
+fn a_closed_stdout_does_not_stop_the_daemon() {
+    const DECISIONS: &str = r#"
+.decl request(id: symbol)
+.input request(IO=stream)
+.decl action(id: symbol, kind: symbol, target: symbol, reason: symbol)
+.output action
+action(id, "start", id, "someone asked for it") :- request(id).
+"#;
+    let dir = daemon::scratch("closed-stdout", DECISIONS);
+    let config = daemon::config(&dir, "");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
+    let address = loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        assert_ne!(output.read_line(&mut line).unwrap(), 0, "no address");
+        if let Some(address) = line
+            .trim()
+            .strip_prefix("vigil serve: listening on http://")
+        {
+            break address.to_string();
+        }
+    };
+    drop(output);
+    let request = |method: &str, path: &str, body: &str| {
+        let mut connection = TcpStream::connect(&address).unwrap();
+        connection
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            connection,
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let response = read_response(&mut connection).unwrap();
+        (response.status, response.json())
+    };
+    // Each commit makes a decision, which the log would print.
+    for id in ["backup", "llm-chat", "sdxl-batch"] {
+        let body = format!(r#"{{"insert": {{"request": [["{id}"]]}}}}"#);
+        let (status, answer) = request("POST", "/v1/transactions", &body);
+        assert_eq!(status, 200, "{id}: {answer}");
+        assert_eq!(
+            daemon::rows(&answer),
+            [format!(
+                r#"+1 action["{id}","start","{id}","someone asked for it"]"#
+            )],
+            "{id}: {answer}"
+        );
+    }
+    let (status, answer) = request("POST", "/v1/query", r#"{"query": "action(id, _, _, _)"}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"].as_array().map(Vec::len), Some(3), "{answer}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(
+        stderr.matches("warning: cannot write to stdout").count(),
+        1,
+        "{stderr}"
+    );
 }

@@ -1107,7 +1107,7 @@ pub fn read_journal(dir: &Path, since: u64, limit: Option<usize>) -> Result<Vec<
         // A torn last line (a crash while it was written) is not an action.
         let Ok(line) = serde_json::from_str::<Line>(text) else {
             if number + 1 < count {
-                eprintln!(
+                say_err!(
                     "warning: {}:{}: not a journal line",
                     path.display(),
                     number + 1
@@ -1183,7 +1183,7 @@ impl Actuation {
         if let Some(Err(message)) = &proxmox
             && !plan.dry_run()
         {
-            eprintln!("warning: actuators: {message}; Proxmox actions will fail");
+            say_err!("warning: actuators: {message}; Proxmox actions will fail");
         }
         let ray = plan
             .ray
@@ -1192,7 +1192,7 @@ impl Actuation {
         if let Some(Err(message)) = &ray
             && !plan.dry_run()
         {
-            eprintln!("warning: actuators: {message}; Ray actions will fail");
+            say_err!("warning: actuators: {message}; Ray actions will fail");
         }
         let (completions, finished) = mpsc::unbounded_channel();
         let start = Instant::now();
@@ -1263,7 +1263,7 @@ impl Actuation {
         let event = match self.core.status().await {
             Ok(status) => status.now,
             Err(Refusal::Invalid(message) | Refusal::Failed(message)) => {
-                eprintln!("error: actuators: {message}");
+                say_err!("error: actuators: {message}");
                 return None;
             }
         };
@@ -1537,7 +1537,7 @@ impl Actuation {
                     .collect(),
             ),
             Err(Refusal::Invalid(message) | Refusal::Failed(message)) => {
-                eprintln!("error: actuators: `{query}`: {message}");
+                say_err!("error: actuators: `{query}`: {message}");
                 None
             }
         }
@@ -1605,13 +1605,13 @@ impl Actuation {
             }
         }
         if let Err(error) = state.append(text.as_bytes()) {
-            eprintln!(
+            say_err!(
                 "error: actuators: {}: cannot append to the action journal: {error}",
                 state.path.display()
             );
         }
         for line in &lines {
-            println!("{}", log_line(line));
+            say!("{}", log_line(line));
             let _ = self.lines.send(line.clone());
         }
         if self.plan.status {
@@ -1634,7 +1634,7 @@ impl Actuation {
             if let Err(Refusal::Invalid(message) | Refusal::Failed(message)) =
                 self.core.transact(entry).await
             {
-                eprintln!("error: actuators: the action status was refused: {message}");
+                say_err!("error: actuators: the action status was refused: {message}");
             }
         }
     }

@@ -168,7 +168,7 @@ impl Desk {
                 approvals.open(request.clone());
                 DecisionLinks::new(self.base(), approvals.signer(), &request)
             };
-            println!(
+            say!(
                 "{} approval {action}: approve with `curl -X POST '{}'`",
                 super::sim::clock(now),
                 links.approve
@@ -176,7 +176,7 @@ impl Desk {
             if let Some(notifier) = &self.notifier {
                 let signer = self.lock().signer().clone();
                 if let Err(error) = notifier.notify(&signer, &request).await {
-                    eprintln!("warning: approval {action}: {error}");
+                    say_err!("warning: approval {action}: {error}");
                 }
             }
         }

@@ -243,11 +243,11 @@ impl Core {
         let (journal, records, recovery) =
             Journal::open(&store.journal_path(), truncate_journal_at)?;
         match recovery.truncated {
-            Some((offset, bytes)) if recovery.asked => eprintln!(
+            Some((offset, bytes)) if recovery.asked => say_err!(
                 "warning: {}: dropped {bytes} bytes from byte {offset} on, as --truncate-journal-at asked; the transactions they held are lost",
                 store.journal_path().display()
             ),
-            Some((offset, bytes)) => eprintln!(
+            Some((offset, bytes)) => say_err!(
                 "warning: {}: dropped a torn last frame of {bytes} bytes at byte {offset} (a crash while it was written; that transaction was never acknowledged)",
                 store.journal_path().display()
             ),
@@ -494,14 +494,14 @@ impl State {
             Err(error) => {
                 // The record is valid and written: only the dataflow itself can fail here,
                 // and a restart replays the record.
-                eprintln!("error: the engine failed after journaling logical time {time}: {error}");
+                say_err!("error: the engine failed after journaling logical time {time}: {error}");
                 std::process::exit(70);
             }
         };
         if let Err(error) = syncing.wait() {
             // Committed but not durable: it cannot be taken back, nor acknowledged. A restart
             // replays what the disk holds.
-            eprintln!("error: logical time {time} was committed but not made durable: {error:#}");
+            say_err!("error: logical time {time} was committed but not made durable: {error:#}");
             std::process::exit(74);
         }
         self.kept.push(record);
@@ -526,7 +526,7 @@ impl State {
             && self.kept.len() as u64 >= self.snapshot_every
             && let Err(error) = self.compact()
         {
-            eprintln!("warning: compaction failed, the journal keeps growing: {error:#}");
+            say_err!("warning: compaction failed, the journal keeps growing: {error:#}");
         }
     }
 

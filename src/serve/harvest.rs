@@ -216,7 +216,7 @@ fn with_offset(mut response: Response<Body>, received: u64, total: u64) -> Respo
 
 /// A disk failure: logged, and answered as a 500 that says what could not be done.
 fn disk(what: String, error: std::io::Error) -> Response<Body> {
-    eprintln!("error: harvest: {what}: {error}");
+    say_err!("error: harvest: {what}: {error}");
     fail(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("{what}: {error}"),
@@ -647,7 +647,7 @@ async fn recover(api: &Api, upload: &Upload, known: &Known) -> Option<Response<B
                     error,
                 ));
             }
-            println!("harvest: {name} quarantined (finished after a restart)");
+            say!("harvest: {name} quarantined (finished after a restart)");
         }
         return None;
     }
@@ -1116,7 +1116,7 @@ async fn upload_claimed(
             );
         }
         Ended::Cut(error) => {
-            eprintln!("harvest: the upload of {name} was cut at byte {position}: {error}");
+            say_err!("harvest: the upload of {name} was cut at byte {position}: {error}");
             return with_offset(
                 fail(
                     StatusCode::BAD_REQUEST,
@@ -1232,7 +1232,7 @@ async fn settle(
             reported.join(", ")
         )
         .into();
-        println!(
+        say!(
             "harvest: {name} quarantined: reported {}, arrived {hash}",
             reported.join(", ")
         );
@@ -1256,7 +1256,7 @@ async fn settle(
             Ok(of) => of.into(),
             Err(refusal) => return refused(refusal),
         };
-        println!("harvest: {name} duplicate as {hash}");
+        say!("harvest: {name} duplicate as {hash}");
         return json(StatusCode::OK, &answer);
     }
     if accept.is_empty() {
@@ -1298,7 +1298,7 @@ async fn settle(
     }
     let mut answer = body("accepted");
     answer["object"] = object.display().to_string().into();
-    println!("harvest: {name} accepted as {hash}");
+    say!("harvest: {name} accepted as {hash}");
     json(StatusCode::OK, &answer)
 }
 

@@ -316,7 +316,7 @@ impl Journal {
         match grown {
             Ok(()) => self.allocated = target,
             Err(error) => {
-                eprintln!(
+                say_err!(
                     "warning: {}: cannot make the journal longer ahead of its frames ({error}); appending them as they come",
                     self.path.display()
                 );

@@ -6,6 +6,20 @@
 //! listener, let every request in flight finish (a transaction that reached the engine is
 //! journaled and acknowledged), end the watch streams, and exit.
 
+/// Prints a line of the daemon's log on stdout, like `println!`, but never panics ([`output`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::serve::output::line($crate::serve::output::Stream::Stdout, format_args!($($arg)*))
+    };
+}
+
+/// Prints a warning or an error on stderr, like `eprintln!`, but never panics ([`output`]).
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        $crate::serve::output::line($crate::serve::output::Stream::Stderr, format_args!($($arg)*))
+    };
+}
+
 mod actuators;
 mod approvals;
 mod config;
@@ -15,6 +29,7 @@ mod harvest;
 mod http;
 mod journal;
 mod metrics;
+mod output;
 mod sim;
 mod sources;
 
@@ -140,7 +155,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     if let Some(dir) = &scratch {
-        println!(
+        say!(
             "vigil serve: the sample house, in the scratch data directory {} (removed at exit; --data-dir keeps one)",
             dir.display()
         );
@@ -226,9 +241,9 @@ fn decision_log(
             let text: Vec<String> = tuple.iter().map(ToString::to_string).collect();
             if let [_, kind, target, reason] = text.as_slice() {
                 if diff > 0 {
-                    println!("{at} decide   {kind} {target}: {reason}");
+                    say!("{at} decide   {kind} {target}: {reason}");
                 } else {
-                    println!("{at} settled  {kind} {target}");
+                    say!("{at} settled  {kind} {target}");
                 }
             }
         }
@@ -241,7 +256,7 @@ fn decision_log(
                 continue;
             };
             if diff > 0 {
-                println!("{at} approval {id}: waits for a person");
+                say!("{at} approval {id}: waits for a person");
             }
             if let Some(awaiting) = &awaiting {
                 let _ = awaiting.send((
@@ -269,8 +284,8 @@ async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    println!("vigil serve: listening on http://{address}");
-    println!("vigil serve: the dashboard is at http://{address}/dashboard/");
+    say!("vigil serve: listening on http://{address}");
+    say!("vigil serve: the dashboard is at http://{address}/dashboard/");
     let desk = match desk {
         Some(mut desk) => {
             desk.listening(address)?;
@@ -310,7 +325,7 @@ async fn run(
                 Err(error) => Err(error),
             };
             if let Err(error) = outcome {
-                eprintln!("error: the simulator stopped: {error}");
+                say_err!("error: the simulator stopped: {error}");
             }
         });
     }
@@ -357,18 +372,18 @@ async fn run(
         }
     }
     drop(listener);
-    println!("vigil serve: stopping; finishing the requests in flight");
+    say!("vigil serve: stopping; finishing the requests in flight");
     let _ = stop.send(true);
     let finished = tokio::time::timeout(Duration::from_secs(10), async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if finished.is_err() {
-        eprintln!("warning: some connections did not finish within 10 s");
+        say_err!("warning: some connections did not finish within 10 s");
     }
     if let Err(core::Refusal::Failed(error) | core::Refusal::Invalid(error)) = core.close().await {
-        eprintln!("warning: {error}");
+        say_err!("warning: {error}");
     }
-    println!("vigil serve: stopped");
+    say!("vigil serve: stopped");
     Ok(())
 }

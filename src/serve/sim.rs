@@ -360,7 +360,7 @@ impl Simulator {
         let start = self.core.status().await.map_err(refusal)?.now;
         let end = DAY_START + DAY;
         if start >= end {
-            println!(
+            say!(
                 "{} simulator: the simulated day is over; serving the state as it is (start from an empty data directory to play it again)",
                 clock(start)
             );
@@ -371,7 +371,7 @@ impl Simulator {
                 self.schedule(DAY_START + offset, happening);
             }
         }
-        println!(
+        say!(
             "{} simulator: the sample house's day, {}; actuators in dry-run",
             clock(start),
             if self.speed > 0.0 {
@@ -421,7 +421,7 @@ impl Simulator {
             }
             self.meter(now, &mut entry).await?;
             for label in &labels {
-                println!("{} event    {label}", clock(now));
+                say!("{} event    {label}", clock(now));
             }
             entry.event = Some(if labels.is_empty() {
                 "telemetry".to_string()
@@ -432,14 +432,14 @@ impl Simulator {
                 match refusal {
                     // Time moved past `now` through the API: the reading is stale; go on.
                     Refusal::Invalid(message) => {
-                        eprintln!("{} simulator: a reading was refused: {message}", clock(now));
+                        say_err!("{} simulator: a reading was refused: {message}", clock(now));
                     }
                     Refusal::Failed(message) => return Err(message),
                 }
             }
             self.carry_out(now).await?;
         }
-        println!(
+        say!(
             "{} simulator: the simulated day is over; Vigil goes on serving",
             clock(end)
         );
@@ -651,7 +651,7 @@ impl Simulator {
             )),
             Some(_) => {
                 self.house.game_until = None;
-                println!("{} event    the game session ends", clock(now));
+                say!("{} event    the game session ends", clock(now));
                 writes.push(Write::Retract("game_running", vec![text("gaming")]));
                 writes.push(Write::Retract("network_busy", vec![text("gaming")]));
             }
@@ -710,7 +710,7 @@ impl Simulator {
                 continue;
             }
             let command = self.actuate(now, &kind, &target).await?;
-            println!("{} house    {kind} {target}: {command}", clock(now));
+            say!("{} house    {kind} {target}: {command}", clock(now));
         }
         Ok(())
     }

@@ -229,7 +229,7 @@ impl Sources {
                         feed.dropped(malformed);
                     }
                     if let Err(error) = &poll.reading {
-                        eprintln!("warning: source {}: {error}", feed.name);
+                        say_err!("warning: source {}: {error}", feed.name);
                     }
                     if !poll.report.is_empty() {
                         feed.commit(poll.entry(None)).await;
@@ -242,7 +242,7 @@ impl Sources {
             let config = config.clone();
             tokio::spawn(async move {
                 if let Err(error) = mqtt::run(config, updates).await {
-                    eprintln!("error: source mqtt: {error}");
+                    say_err!("error: source mqtt: {error}");
                 }
             });
             let feed = Feed::new("mqtt", core, metrics);
@@ -253,11 +253,11 @@ impl Sources {
                             feed.commit(report.entry(&event, None)).await;
                         }
                         mqtt::Update::Malformed { malformed, .. } => feed.dropped(&malformed),
-                        mqtt::Update::Connected { refused } if !refused.is_empty() => eprintln!(
+                        mqtt::Update::Connected { refused } if !refused.is_empty() => say_err!(
                             "warning: source mqtt: the broker refused the topics {refused:?}"
                         ),
                         mqtt::Update::Connected { .. } => {}
-                        mqtt::Update::Disconnected { reason, retry_in } => eprintln!(
+                        mqtt::Update::Disconnected { reason, retry_in } => say_err!(
                             "warning: source mqtt: {reason}; again in {:.1} s",
                             retry_in.as_secs_f64()
                         ),
@@ -270,7 +270,7 @@ impl Sources {
             let feed = Feed::new("proxmox", core, metrics);
             tokio::spawn(async move {
                 if let Err(error) = feed.proxmox(&settings).await {
-                    eprintln!("error: source proxmox: {error}");
+                    say_err!("error: source proxmox: {error}");
                 }
             });
         }
@@ -279,7 +279,7 @@ impl Sources {
             let feed = Feed::new("ray", core, metrics);
             tokio::spawn(async move {
                 if let Err(error) = feed.ray(config).await {
-                    eprintln!("error: source ray: {error}");
+                    say_err!("error: source ray: {error}");
                 }
             });
         }
@@ -288,7 +288,7 @@ impl Sources {
             let config = config.clone();
             tokio::spawn(async move {
                 if let Err(error) = prometheus::run(config, updates).await {
-                    eprintln!("error: source prometheus: {error}");
+                    say_err!("error: source prometheus: {error}");
                 }
             });
             let feed = Feed::new("prometheus", core, metrics);
@@ -302,7 +302,7 @@ impl Sources {
                             feed.dropped(&malformed);
                         }
                         prometheus::Update::Failed { target, reason, .. } => {
-                            eprintln!("warning: source prometheus: {target}: {reason}");
+                            say_err!("warning: source prometheus: {target}: {reason}");
                         }
                         _ => {}
                     }
@@ -332,7 +332,7 @@ impl Feed {
         match self.core.transact(entry).await {
             Ok(_) => self.metrics.source(&self.name, false),
             Err(Refusal::Invalid(message) | Refusal::Failed(message)) => {
-                eprintln!(
+                say_err!(
                     "error: source {}: the engine refused its report: {message}",
                     self.name
                 );
@@ -377,7 +377,7 @@ impl Feed {
                 proxmox::cluster::Polled::Report(_) => {}
                 proxmox::cluster::Polled::Malformed(malformed) => self.dropped(&malformed),
                 proxmox::cluster::Polled::Failed(error) => {
-                    eprintln!("warning: source proxmox: {error}");
+                    say_err!("warning: source proxmox: {error}");
                 }
             }
             if let Some(report) = source.stale(std::time::Instant::now()) {
@@ -409,11 +409,11 @@ impl Feed {
                 Ok(members) => {
                     staleness.heard(Instant::now());
                     if failing.take().is_some() {
-                        eprintln!("source ray: the dashboard answers again");
+                        say_err!("source ray: the dashboard answers again");
                     }
                     if members.warning != warned {
                         if let Some(warning) = &members.warning {
-                            eprintln!("warning: source ray: {warning}");
+                            say_err!("warning: source ray: {warning}");
                         }
                         warned = members.warning.clone();
                     }
@@ -425,13 +425,13 @@ impl Feed {
                                     .await;
                             }
                         }
-                        Err(message) => eprintln!("error: source ray: {message}"),
+                        Err(message) => say_err!("error: source ray: {message}"),
                     }
                 }
                 Err(error) => {
                     let message = error.to_string();
                     if failing.as_ref() != Some(&message) {
-                        eprintln!("warning: source ray: {message}");
+                        say_err!("warning: source ray: {message}");
                         failing = Some(message);
                     }
                     if staleness.turned_stale(Instant::now())
@@ -473,6 +473,6 @@ impl Feed {
 
     fn dropped(&self, malformed: &Malformed) {
         self.metrics.source(&self.name, true);
-        eprintln!("warning: source {}: dropped {malformed}", self.name);
+        say_err!("warning: source {}: dropped {malformed}", self.name);
     }
 }
