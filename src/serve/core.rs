@@ -310,8 +310,19 @@ impl Core {
         std::thread::Builder::new()
             .name("vigil-engine".into())
             .spawn(move || {
-                while let Some(command) = receive_within(&receiver, SPIN) {
-                    state.serve(command, &mut observer);
+                // A panic here (the dataflow's own failures are errors, not panics) would
+                // leave a daemon that listens and refuses every request: it stops instead, so
+                // that its supervisor starts it again, and the journal replays.
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    while let Some(command) = receive_within(&receiver, SPIN) {
+                        state.serve(command, &mut observer);
+                    }
+                }));
+                if served.is_err() {
+                    say_err!(
+                        "error: the engine thread failed (above); vigil serve stops, and a restart replays the journal"
+                    );
+                    std::process::exit(70);
                 }
             })
             .context("cannot start the engine thread")?;
