@@ -811,46 +811,12 @@ fn a_closed_stdout_does_not_stop_the_daemon() {
 action(id, "start", id, "someone asked for it") :- request(id).
 "#;
     let dir = daemon::scratch("closed-stdout", DECISIONS);
-    let config = daemon::config(&dir, "");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
-    let address = loop {
-        let mut line = String::new();
-        use std::io::BufRead;
-        assert_ne!(output.read_line(&mut line).unwrap(), 0, "no address");
-        if let Some(address) = line
-            .trim()
-            .strip_prefix("vigil serve: listening on http://")
-        {
-            break address.to_string();
-        }
-    };
-    drop(output);
-    let request = |method: &str, path: &str, body: &str| {
-        let mut connection = TcpStream::connect(&address).unwrap();
-        connection
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            connection,
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let response = read_response(&mut connection).unwrap();
-        (response.status, response.json())
-    };
+    let mut daemon = Daemon::start(&daemon::config(&dir, ""), &[]);
+    daemon.close_stdout();
     // Each commit makes a decision, which the log would print.
     for id in ["backup", "llm-chat", "sdxl-batch"] {
         let body = format!(r#"{{"insert": {{"request": [["{id}"]]}}}}"#);
-        let (status, answer) = request("POST", "/v1/transactions", &body);
+        let (status, answer) = daemon.json("POST", "/v1/transactions", &body);
         assert_eq!(status, 200, "{id}: {answer}");
         assert_eq!(
             daemon::rows(&answer),
@@ -860,17 +826,9 @@ action(id, "start", id, "someone asked for it") :- request(id).
             "{id}: {answer}"
         );
     }
-    let (status, answer) = request("POST", "/v1/query", r#"{"query": "action(id, _, _, _)"}"#);
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["rows"].as_array().map(Vec::len), Some(3), "{answer}");
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(daemon.query("action(id, _, _, _)").len(), 3);
+    // A clean exit on SIGTERM, and one warning.
+    let (_, stderr) = daemon.stop_with_stderr();
     assert_eq!(
         stderr.matches("warning: cannot write to stdout").count(),
         1,

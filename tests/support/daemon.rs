@@ -97,7 +97,8 @@ pub fn config_with(dir: &Path, base: &str, extra: &str) -> PathBuf {
 pub struct Daemon {
     pub child: Child,
     pub address: String,
-    pub output: BufReader<std::process::ChildStdout>,
+    /// What it prints on stdout, after the `listening on` line.
+    pub output: BufReader<Box<dyn Read + Send>>,
 }
 
 impl Drop for Daemon {
@@ -187,7 +188,8 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut output = BufReader::new(child.stdout.take().unwrap());
+        let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        let mut output = BufReader::new(stdout);
         let mut line = String::new();
         let mut printed = String::new();
         loop {
@@ -327,6 +329,12 @@ impl Daemon {
         let mut text = String::new();
         stderr.read_to_string(&mut text).unwrap();
         (stdout, text)
+    }
+
+    /// Closes the reading end of the daemon's stdout, as a pipe whose reader exits does
+    /// (`vigil serve | head`): what it prints after goes nowhere.
+    pub fn close_stdout(&mut self) {
+        self.output = BufReader::new(Box::new(std::io::empty()));
     }
 
     /// Kills the daemon with SIGKILL (no chance to finish anything) and waits for it.
