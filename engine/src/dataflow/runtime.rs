@@ -545,6 +545,8 @@ struct Part<R: Row> {
     guards: Option<Vec<Vec<RelationId>>>,
     /// The changes of its sources at the times it was left dormant, fed at its next step.
     deferred: HashMap<usize, Deferred<R>>,
+    /// The sources it reads (as rows, keyed or projected), each once.
+    sources: Vec<usize>,
 }
 
 /// Changes of a source that a dormant part has yet to be fed.
@@ -630,16 +632,7 @@ impl<R: Row> Part<R> {
     /// if the part is fed it lazily: it is fed the clock's latest tuple then).
     fn defer(&mut self, changes: &[Vec<(R, isize)>]) {
         let lazy = self.lazy.as_ref().map(|lazy| lazy.clock);
-        let mut sources: Vec<usize> = self
-            .reads
-            .keys()
-            .copied()
-            .chain(self.keyed.iter().map(|(source, _, _)| *source))
-            .chain(self.keys.iter().map(|(source, _, _, _)| *source))
-            .collect();
-        sources.sort_unstable();
-        sources.dedup();
-        for source in sources {
+        for &source in &self.sources {
             if Some(source) == lazy || changes[source].is_empty() {
                 continue;
             }
@@ -707,13 +700,13 @@ impl<R: Row> Part<R> {
         changes: &[Vec<(R, isize)>],
         except: usize,
     ) -> bool {
-        let changed = |source: &usize| *source != except && !changes[*source].is_empty();
         self.written
             .keys()
             .any(|relation| !written[*relation].is_empty())
-            || self.reads.keys().any(changed)
-            || self.keyed.iter().any(|(source, _, _)| changed(source))
-            || self.keys.iter().any(|(source, _, _, _)| changed(source))
+            || self
+                .sources
+                .iter()
+                .any(|&source| source != except && !changes[source].is_empty())
     }
 
     /// Moves every input of the group to `time`, so that earlier times can complete.
@@ -789,6 +782,12 @@ fn construct<R: Row>(
             feeds.keys.insert((source, columns.clone()), collection);
             keys.push((source, columns, whole, session));
         }
+        let mut sources: Vec<usize> = (reads.keys().copied())
+            .chain(keyed.iter().map(|(source, _, _)| *source))
+            .chain(keys.iter().map(|(source, _, _, _)| *source))
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
         let outputs = build::build(scope, program, plan, interner, group, feeds);
         // One operator reads every captured relation, and its input frontiers say how far
         // the whole dataflow has come: one operator instead of an inspection and a probe per
@@ -852,6 +851,7 @@ fn construct<R: Row>(
             lazy: None,
             guards: None,
             deferred: HashMap::new(),
+            sources,
             written,
             reads,
             keyed,
